@@ -1,0 +1,472 @@
+//! Concerts, their dates, and the seat layout of a date.
+//!
+//! A concert is created once, by an admin, and never changes. Its seats are not stored
+//! one by one: a [`Layout`] keeps the sections and computes any seat's label, section
+//! and price from its id, so a 100,000-seat date costs a few bytes of layout.
+//! Seat ids run 1..=N in section, row, number order.
+
+use super::{ConcertId, DateId, Rejection, SeatId, Timestamp, Won};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// Longest title, venue or section name accepted, in characters.
+pub const NAME_LEN_MAX: usize = 200;
+/// Most dates one concert may have.
+pub const DATES_PER_CONCERT_MAX: usize = 100;
+/// Most sections one date may have.
+pub const SECTIONS_PER_DATE_MAX: usize = 100;
+/// Highest seat price accepted (a trillion won), far below any overflow.
+pub const PRICE_MAX: i64 = 1_000_000_000_000;
+
+/// A concert as an admin asks for it (the body of `POST /admin/concerts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConcertSpec {
+    /// The concert's title; not empty.
+    pub title: String,
+    /// Where it takes place; not empty.
+    pub venue: String,
+    /// One or more dates.
+    pub dates: Vec<DateSpec>,
+}
+
+/// One date of a concert spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DateSpec {
+    /// When the show starts (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: Timestamp,
+    /// One or more sections; seat ids follow their order.
+    pub sections: Vec<SectionSpec>,
+}
+
+/// One section of a date: `rows` × `seats_per_row` seats at one price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SectionSpec {
+    /// Section name, used in seat labels (`R` in `R-1-1`).
+    pub name: String,
+    /// Number of rows, at least 1.
+    pub rows: u32,
+    /// Seats in each row, at least 1.
+    pub seats_per_row: u32,
+    /// Price of each seat in won, not negative.
+    pub price: i64,
+}
+
+/// Where a seat is and what it costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatInfo<'a> {
+    /// The seat's id.
+    pub id: SeatId,
+    /// Its section's name.
+    pub section: &'a str,
+    /// Row, from 1.
+    pub row: u32,
+    /// Number within the row, from 1.
+    pub number: u32,
+    /// Price.
+    pub price: Won,
+}
+
+impl SeatInfo<'_> {
+    /// The seat's label, `"{section}-{row}-{number}"`.
+    pub fn label(&self) -> String {
+        format!("{}-{}-{}", self.section, self.row, self.number)
+    }
+}
+
+/// A validated section with the id of its first seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Section {
+    name: String,
+    rows: u32,
+    seats_per_row: u32,
+    price: Won,
+    first_seat: u32,
+}
+
+/// The seats of one date, computed from its sections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    sections: Vec<Section>,
+    seats_total: u32,
+}
+
+impl Layout {
+    /// Builds a layout from a spec that [`validate`] accepted.
+    fn new(spec: &DateSpec) -> Layout {
+        let mut next = 1u32;
+        let sections = spec
+            .sections
+            .iter()
+            .map(|s| {
+                let section = Section {
+                    name: s.name.clone(),
+                    rows: s.rows,
+                    seats_per_row: s.seats_per_row,
+                    price: Won(u64::try_from(s.price).expect("validated: price is not negative")),
+                    first_seat: next,
+                };
+                next += s.rows * s.seats_per_row;
+                section
+            })
+            .collect();
+        Layout {
+            sections,
+            seats_total: next - 1,
+        }
+    }
+
+    /// Number of seats.
+    pub fn seats_total(&self) -> u32 {
+        self.seats_total
+    }
+
+    /// The seat with this id, if the date has it.
+    pub fn seat(&self, id: SeatId) -> Option<SeatInfo<'_>> {
+        if id.0 == 0 || id.0 > self.seats_total {
+            return None;
+        }
+        let index = self.sections.partition_point(|s| s.first_seat <= id.0) - 1;
+        let section = &self.sections[index];
+        let offset = id.0 - section.first_seat;
+        Some(SeatInfo {
+            id,
+            section: &section.name,
+            row: offset / section.seats_per_row + 1,
+            number: offset % section.seats_per_row + 1,
+            price: section.price,
+        })
+    }
+
+    /// Every seat in id order.
+    pub fn seats(&self) -> impl Iterator<Item = SeatInfo<'_>> {
+        (1..=self.seats_total).filter_map(|id| self.seat(SeatId(id)))
+    }
+}
+
+/// Limits that concert creation enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogRules {
+    /// Most seats one date may have (`--max-seats-per-date`).
+    pub seats_per_date_max: u32,
+}
+
+/// Checks a spec against the documented limits.
+pub fn validate(spec: &ConcertSpec, rules: CatalogRules) -> Result<(), Rejection> {
+    let invalid = |why: String| Err(Rejection::InvalidRequest(why));
+    check_name("title", &spec.title)?;
+    check_name("venue", &spec.venue)?;
+    if spec.dates.is_empty() {
+        return invalid("a concert needs at least one date".into());
+    }
+    if spec.dates.len() > DATES_PER_CONCERT_MAX {
+        return invalid(format!("at most {DATES_PER_CONCERT_MAX} dates per concert"));
+    }
+    for (d, date) in spec.dates.iter().enumerate() {
+        if date.sections.is_empty() {
+            return invalid(format!("dates[{d}] needs at least one section"));
+        }
+        if date.sections.len() > SECTIONS_PER_DATE_MAX {
+            return invalid(format!(
+                "dates[{d}]: at most {SECTIONS_PER_DATE_MAX} sections"
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut seats: u64 = 0;
+        for (s, section) in date.sections.iter().enumerate() {
+            let at = format!("dates[{d}].sections[{s}]");
+            check_name(&format!("{at}.name"), &section.name)?;
+            if !names.insert(section.name.as_str()) {
+                return invalid(format!(
+                    "{at}: section name {:?} is used twice",
+                    section.name
+                ));
+            }
+            if section.rows == 0 || section.seats_per_row == 0 {
+                return invalid(format!("{at}: rows and seatsPerRow must be at least 1"));
+            }
+            if !(0..=PRICE_MAX).contains(&section.price) {
+                return invalid(format!("{at}: price must be between 0 and {PRICE_MAX}"));
+            }
+            seats += u64::from(section.rows) * u64::from(section.seats_per_row);
+        }
+        if seats > u64::from(rules.seats_per_date_max) {
+            return invalid(format!(
+                "dates[{d}] has {seats} seats; at most {} per date",
+                rules.seats_per_date_max
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::InvalidRequest(format!(
+            "{field} must not be empty"
+        )));
+    }
+    if value.chars().count() > NAME_LEN_MAX {
+        return Err(Rejection::InvalidRequest(format!(
+            "{field} is longer than {NAME_LEN_MAX} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// One date of a created concert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Date {
+    /// The date's id.
+    pub id: DateId,
+    /// The concert it belongs to.
+    pub concert_id: ConcertId,
+    /// When the show starts.
+    pub starts_at: Timestamp,
+    /// Its seats.
+    pub layout: Arc<Layout>,
+}
+
+/// A created concert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concert {
+    /// The concert's id.
+    pub id: ConcertId,
+    /// Title.
+    pub title: String,
+    /// Venue.
+    pub venue: String,
+    /// Its dates, in the order they were given.
+    pub dates: Vec<Date>,
+}
+
+/// Ask the catalog for something.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogCommand {
+    /// Create a concert from a spec.
+    Create(ConcertSpec),
+}
+
+/// What happened in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CatalogEvent {
+    /// A concert was created with these ids (one date id per spec date, in order).
+    ConcertCreated {
+        /// The new concert's id.
+        concert_id: ConcertId,
+        /// The new dates' ids.
+        date_ids: Vec<DateId>,
+        /// The validated spec.
+        spec: ConcertSpec,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// Every concert, and the next ids to give out.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogState {
+    concerts: BTreeMap<ConcertId, Arc<Concert>>,
+    last_concert_id: u64,
+    last_date_id: u64,
+}
+
+impl CatalogState {
+    /// Validates a command and applies it.
+    pub fn apply(
+        &mut self,
+        command: CatalogCommand,
+        rules: CatalogRules,
+        now: Timestamp,
+    ) -> Result<CatalogEvent, Rejection> {
+        let CatalogCommand::Create(spec) = command;
+        validate(&spec, rules)?;
+        let concert_id = ConcertId(self.last_concert_id + 1);
+        let first_date = self.last_date_id + 1;
+        let date_ids = (0..spec.dates.len() as u64)
+            .map(|i| DateId(first_date + i))
+            .collect();
+        let event = CatalogEvent::ConcertCreated {
+            concert_id,
+            date_ids,
+            spec,
+            at: now,
+        };
+        self.replay(&event);
+        Ok(event)
+    }
+
+    /// Applies an event, live or when recovering.
+    pub fn replay(&mut self, event: &CatalogEvent) {
+        let CatalogEvent::ConcertCreated {
+            concert_id,
+            date_ids,
+            spec,
+            ..
+        } = event;
+        assert!(concert_id.0 > self.last_concert_id, "concert ids only grow");
+        assert_eq!(date_ids.len(), spec.dates.len(), "one date id per date");
+        let dates = spec
+            .dates
+            .iter()
+            .zip(date_ids)
+            .map(|(date, &id)| Date {
+                id,
+                concert_id: *concert_id,
+                starts_at: date.starts_at,
+                layout: Arc::new(Layout::new(date)),
+            })
+            .collect();
+        self.last_concert_id = concert_id.0;
+        if let Some(last) = date_ids.iter().max() {
+            self.last_date_id = self.last_date_id.max(last.0);
+        }
+        let concert = Concert {
+            id: *concert_id,
+            title: spec.title.clone(),
+            venue: spec.venue.clone(),
+            dates,
+        };
+        self.concerts.insert(*concert_id, Arc::new(concert));
+    }
+
+    /// The concert with this id.
+    pub fn concert(&self, id: ConcertId) -> Option<&Arc<Concert>> {
+        self.concerts.get(&id)
+    }
+
+    /// Every concert, by id.
+    pub fn concerts(&self) -> impl Iterator<Item = &Arc<Concert>> {
+        self.concerts.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: CatalogRules = CatalogRules {
+        seats_per_date_max: 100_000,
+    };
+
+    fn section(name: &str, rows: u32, seats_per_row: u32, price: i64) -> SectionSpec {
+        SectionSpec {
+            name: name.into(),
+            rows,
+            seats_per_row,
+            price,
+        }
+    }
+
+    fn spec(sections: Vec<SectionSpec>) -> ConcertSpec {
+        ConcertSpec {
+            title: "Winter Tour".into(),
+            venue: "Olympic Hall".into(),
+            dates: vec![DateSpec {
+                starts_at: chrono::Utc::now(),
+                sections,
+            }],
+        }
+    }
+
+    #[test]
+    fn seats_are_numbered_in_section_row_number_order() {
+        let spec = spec(vec![
+            section("R", 2, 3, 150_000),
+            section("S", 1, 2, 90_000),
+        ]);
+        let layout = Layout::new(&spec.dates[0]);
+        assert_eq!(layout.seats_total(), 8);
+        let labels: Vec<String> = layout.seats().map(|s| s.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "R-1-1", "R-1-2", "R-1-3", "R-2-1", "R-2-2", "R-2-3", "S-1-1", "S-1-2"
+            ]
+        );
+        assert_eq!(layout.seat(SeatId(7)).map(|s| s.price), Some(Won(90_000)));
+        assert_eq!(layout.seat(SeatId(0)), None);
+        assert_eq!(layout.seat(SeatId(9)), None);
+    }
+
+    #[test]
+    fn invalid_specs_are_rejected_with_a_reason() {
+        let mut empty_title = spec(vec![section("R", 1, 1, 1)]);
+        empty_title.title = "  ".into();
+        let mut no_dates = spec(vec![section("R", 1, 1, 1)]);
+        no_dates.dates.clear();
+        let cases = [
+            empty_title,
+            no_dates,
+            spec(vec![]),
+            spec(vec![section("R", 0, 5, 1)]),
+            spec(vec![section("R", 5, 0, 1)]),
+            spec(vec![section("R", 1, 1, -1)]),
+            spec(vec![section("R", 1, 1, 1), section("R", 1, 1, 1)]),
+            spec(vec![section("R", 1000, 101, 1)]),
+            spec(vec![section("R", u32::MAX, u32::MAX, 1)]),
+        ];
+        for case in cases {
+            let mut catalog = CatalogState::default();
+            let result = catalog.apply(
+                CatalogCommand::Create(case.clone()),
+                RULES,
+                chrono::Utc::now(),
+            );
+            assert!(
+                matches!(result, Err(Rejection::InvalidRequest(_))),
+                "{case:?}"
+            );
+            assert_eq!(catalog.concerts().count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_date_may_have_exactly_the_maximum_number_of_seats() {
+        let mut catalog = CatalogState::default();
+        let spec = spec(vec![section("R", 1000, 100, 0)]);
+        assert!(
+            catalog
+                .apply(CatalogCommand::Create(spec), RULES, chrono::Utc::now())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn ids_are_positive_and_dates_are_numbered_across_concerts() {
+        let mut catalog = CatalogState::default();
+        let mut two_dates = spec(vec![section("R", 1, 1, 1)]);
+        two_dates.dates.push(two_dates.dates[0].clone());
+        let now = chrono::Utc::now();
+        catalog
+            .apply(CatalogCommand::Create(two_dates.clone()), RULES, now)
+            .unwrap();
+        let CatalogEvent::ConcertCreated {
+            concert_id,
+            date_ids,
+            ..
+        } = catalog
+            .apply(CatalogCommand::Create(two_dates), RULES, now)
+            .unwrap();
+        assert_eq!(concert_id, ConcertId(2));
+        assert_eq!(date_ids, [DateId(3), DateId(4)]);
+    }
+
+    #[test]
+    fn replaying_the_events_rebuilds_the_same_catalog() {
+        let mut live = CatalogState::default();
+        let now = chrono::Utc::now();
+        let event = live.apply(
+            CatalogCommand::Create(spec(vec![section("R", 2, 2, 5)])),
+            RULES,
+            now,
+        );
+        let mut replayed = CatalogState::default();
+        replayed.replay(&event.unwrap());
+        assert_eq!(replayed.concerts, live.concerts);
+    }
+}

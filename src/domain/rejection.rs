@@ -1,0 +1,73 @@
+//! Business outcomes that say "no". Each maps to one HTTP status and error code of
+//! API.md; a rejection never changes state.
+
+use super::{SeatId, Won};
+
+/// Why a command was refused. Part of the API: the HTTP layer maps each to a code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The request is malformed or breaks a documented limit (400 `INVALID_REQUEST`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A charge amount outside 1..=max (400 `INVALID_AMOUNT`).
+    #[error("{0}")]
+    InvalidAmount(String),
+    /// 404 `CONCERT_NOT_FOUND`.
+    #[error("concert not found")]
+    ConcertNotFound,
+    /// 404 `DATE_NOT_FOUND`.
+    #[error("date not found")]
+    DateNotFound,
+    /// 404 `SEAT_NOT_FOUND`, with the unknown ids.
+    #[error("no such seat: {}", list(.0))]
+    SeatNotFound(Vec<SeatId>),
+    /// 404 `RESERVATION_NOT_FOUND` (also for someone else's reservation).
+    #[error("reservation not found")]
+    ReservationNotFound,
+    /// 404 `NOT_IN_QUEUE`: the user has no entry in this concert's waiting room.
+    #[error("you are not in this concert's queue")]
+    NotInQueue,
+    /// 403 `NOT_ADMITTED`: the user's queue entry is not `ACTIVE`.
+    #[error("your queue entry for this concert is not active")]
+    NotAdmitted,
+    /// 409 `SEAT_UNAVAILABLE`, with the seats that are held or sold.
+    #[error("seat {} is not available", list(.0))]
+    SeatUnavailable(Vec<SeatId>),
+    /// 409 `SEAT_LIMIT_EXCEEDED`: the user would hold or own more than the limit.
+    #[error("at most {limit} seats per user on one date")]
+    SeatLimitExceeded {
+        /// The per-user limit.
+        limit: u32,
+    },
+    /// 409 `ALREADY_PAID`.
+    #[error("the reservation is already paid")]
+    AlreadyPaid,
+    /// 409 `RESERVATION_EXPIRED`.
+    #[error("the reservation's hold has expired")]
+    ReservationExpired,
+    /// 409 `RESERVATION_CANCELLED`.
+    #[error("the reservation was cancelled")]
+    ReservationCancelled,
+    /// 402 `INSUFFICIENT_BALANCE`.
+    #[error("the balance of {balance} does not cover {amount}")]
+    InsufficientBalance {
+        /// What the payment needs.
+        amount: Won,
+        /// What the wallet holds.
+        balance: Won,
+    },
+    /// 409 `BALANCE_LIMIT`: the charge would take the balance past the maximum.
+    #[error("a balance may not exceed {limit}")]
+    BalanceLimit {
+        /// The maximum balance.
+        limit: Won,
+    },
+    /// 422 `IDEMPOTENCY_KEY_REUSED`: the key was used with another request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+}
+
+fn list(seats: &[SeatId]) -> String {
+    let names: Vec<String> = seats.iter().map(ToString::to_string).collect();
+    names.join(", ")
+}

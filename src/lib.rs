@@ -1,0 +1,6 @@
+#![forbid(unsafe_code)]
+//! boxoffice: a concert ticketing engine.
+//!
+//! Crate map:
+//! - [`domain`]: pure types and state machines (catalog, date, queue, wallet); no I/O.
+pub mod domain;
