@@ -4,3 +4,4 @@
 //! Crate map:
 //! - [`domain`]: pure types and state machines (catalog, date, queue, wallet); no I/O.
 pub mod domain;
+pub mod engine;

@@ -1,0 +1,122 @@
+//! The catalog: concerts and the actors that serve them.
+//!
+//! Creating a concert is rare and admin-only, so the catalog's state sits behind an
+//! async mutex (one creation at a time) rather than in an actor of its own. Creation
+//! logs the event, then starts one date actor per date and one queue actor for the
+//! concert and publishes them in the [`Directory`], which every reader consults
+//! without locking anything but a brief read lock.
+
+use super::Rules;
+use super::clock::Clock;
+use super::date::{DateDeps, DateHandle};
+use super::journal::Journal;
+use super::queue::QueueHandle;
+use super::views::{ConcertSummary, DateView, ReservationIndex};
+use crate::domain::catalog::Concert;
+use crate::domain::date::DateState;
+use crate::domain::queue::QueueState;
+use crate::domain::{ConcertId, DateId, Timestamp};
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A date's view and actor.
+pub struct DateEntry {
+    /// Its read view.
+    pub view: Arc<DateView>,
+    /// Its actor.
+    pub handle: DateHandle,
+}
+
+/// A concert, its queue actor and its dates.
+pub struct ConcertEntry {
+    /// The concert.
+    pub concert: Arc<Concert>,
+    /// Its waiting room.
+    pub queue: QueueHandle,
+    /// Its dates, in order.
+    pub dates: Vec<Arc<DateEntry>>,
+}
+
+impl ConcertEntry {
+    /// The concert as the API shows it.
+    pub fn summary(&self, now: Timestamp) -> ConcertSummary {
+        ConcertSummary {
+            id: self.concert.id,
+            title: self.concert.title.clone(),
+            venue: self.concert.venue.clone(),
+            dates: self.dates.iter().map(|d| d.view.summary(now)).collect(),
+        }
+    }
+}
+
+/// Every running concert and date, for lookups from anywhere.
+#[derive(Default)]
+pub struct Directory {
+    concerts: RwLock<BTreeMap<ConcertId, Arc<ConcertEntry>>>,
+    dates: DashMap<DateId, Arc<DateEntry>>,
+}
+
+impl Directory {
+    /// A concert by id.
+    pub fn concert(&self, id: ConcertId) -> Option<Arc<ConcertEntry>> {
+        self.concerts.read().get(&id).cloned()
+    }
+
+    /// Every concert, by id.
+    pub fn concerts(&self) -> Vec<Arc<ConcertEntry>> {
+        self.concerts.read().values().cloned().collect()
+    }
+
+    /// A date by id.
+    pub fn date(&self, id: DateId) -> Option<Arc<DateEntry>> {
+        self.dates.get(&id).map(|d| d.clone())
+    }
+
+    /// Starts the actors of a concert and publishes them.
+    pub fn open(
+        &self,
+        concert: Arc<Concert>,
+        rules: &Rules,
+        clock: &Arc<dyn Clock>,
+        journal: &Journal,
+        index: &Arc<ReservationIndex>,
+    ) -> Arc<ConcertEntry> {
+        let dates: Vec<Arc<DateEntry>> = concert
+            .dates
+            .iter()
+            .map(|date| {
+                let view = Arc::new(DateView::new(date.clone()));
+                let state = DateState::new(date.id, concert.id, date.layout.clone(), rules.date);
+                let deps = DateDeps {
+                    view: view.clone(),
+                    index: index.clone(),
+                    clock: clock.clone(),
+                    journal: journal.clone(),
+                };
+                let handle = DateHandle::spawn(state, deps, rules.mailbox_len);
+                Arc::new(DateEntry { view, handle })
+            })
+            .collect();
+        let views = dates.iter().map(|d| d.view.clone()).collect();
+        let state = QueueState::new(concert.id, rules.queue);
+        let queue = QueueHandle::spawn(
+            state,
+            views,
+            clock.clone(),
+            journal.clone(),
+            rules.mailbox_len,
+        );
+        for (date, entry) in concert.dates.iter().zip(&dates) {
+            self.dates.insert(date.id, entry.clone());
+        }
+        let entry = Arc::new(ConcertEntry {
+            concert: concert.clone(),
+            queue,
+            dates,
+        });
+        self.concerts.write().insert(concert.id, entry.clone());
+        entry
+    }
+}

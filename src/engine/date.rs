@@ -1,0 +1,197 @@
+//! The date actor: the single owner of one date's seats and reservations.
+//!
+//! It takes its mailbox in batches; for each batch it reads the clock once, records
+//! the expiry of every hold whose deadline passed, applies each message to the
+//! [`DateState`], updates the read views, and hands the events and replies to the
+//! journal. A ticker records expiries even when no message comes.
+//! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
+
+use super::clock::Clock;
+use super::journal::{Batch, Journal};
+use super::mailbox::{self, BATCH_LEN_MAX};
+use super::views::{DateView, ReservationIndex};
+use super::{Error, Reply};
+use crate::domain::date::{DateEvent, DateState, Hold, Pay, Payment, Reservation};
+use crate::domain::{Event, ReservationId, SeatId, UserId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often an idle date actor records expired holds.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+enum DateMessage {
+    Hold {
+        user: UserId,
+        seats: Vec<SeatId>,
+        reply: Reply<Reservation>,
+    },
+    Cancel {
+        user: UserId,
+        reservation_id: ReservationId,
+        reply: Reply<Option<Reservation>>,
+    },
+    Pay {
+        command: Pay,
+        reply: Reply<Payment>,
+    },
+}
+
+/// The way to one date actor. Cloning is cheap; the actor stops with the last clone.
+#[derive(Clone)]
+pub struct DateHandle {
+    mailbox: mpsc::Sender<DateMessage>,
+}
+
+/// What a date actor needs besides its state.
+pub struct DateDeps {
+    /// The view it keeps up to date.
+    pub view: Arc<DateView>,
+    /// The reservation index it records into.
+    pub index: Arc<ReservationIndex>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where its batches go.
+    pub journal: Journal,
+}
+
+impl DateHandle {
+    /// Spawns the actor for `state` with a mailbox of `mailbox_len` messages.
+    pub fn spawn(state: DateState, deps: DateDeps, mailbox_len: usize) -> Self {
+        let (mailbox, inbox) = mpsc::channel(mailbox_len);
+        let actor = DateActor { state, deps, inbox };
+        tokio::spawn(actor.run());
+        DateHandle { mailbox }
+    }
+
+    /// Holds all of `seats` for `user`, or none.
+    pub async fn hold(&self, user: UserId, seats: Vec<SeatId>) -> Result<Reservation, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::Hold {
+            user,
+            seats,
+            reply,
+        })
+        .await
+    }
+
+    /// Releases a live hold. `Some` with the reservation if this call released it.
+    pub async fn cancel(
+        &self,
+        user: UserId,
+        reservation_id: ReservationId,
+    ) -> Result<Option<Reservation>, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::Cancel {
+            user,
+            reservation_id,
+            reply,
+        })
+        .await
+    }
+
+    /// Sells a live hold's seats against the balance the wallet vouches for. The
+    /// caller (the payer's wallet actor) logs the returned payment.
+    pub async fn pay(&self, command: Pay) -> Result<Payment, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::Pay { command, reply }).await
+    }
+}
+
+struct DateActor {
+    state: DateState,
+    deps: DateDeps,
+    inbox: mpsc::Receiver<DateMessage>,
+}
+
+impl DateActor {
+    async fn run(mut self) {
+        let mut messages = Vec::with_capacity(BATCH_LEN_MAX);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                received = self.inbox.recv_many(&mut messages, BATCH_LEN_MAX) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                _ = sweep.tick() => {}
+            }
+            let mut batch = Batch::default();
+            let now = self.deps.clock.now();
+            if let Some(event) = self.state.expire_due(now) {
+                self.publish(&event);
+                batch.push(Event::Date(self.state.date_id(), event));
+            }
+            for message in messages.drain(..) {
+                self.handle(message, now, &mut batch);
+            }
+            self.deps.journal.submit(batch);
+        }
+    }
+
+    fn handle(&mut self, message: DateMessage, now: crate::domain::Timestamp, batch: &mut Batch) {
+        let date_id = self.state.date_id();
+        match message {
+            DateMessage::Hold { user, seats, reply } => {
+                let command = Hold {
+                    user,
+                    seats,
+                    reservation_id: ReservationId(uuid::Uuid::new_v4()),
+                };
+                let result = self.state.hold(command, now).map(|event| {
+                    self.publish(&event);
+                    let DateEvent::SeatsHeld(reservation) = &event else {
+                        unreachable!("a hold makes SeatsHeld")
+                    };
+                    let reservation = reservation.clone();
+                    batch.push(Event::Date(date_id, event));
+                    reservation
+                });
+                batch.reply(reply, result.map_err(Error::from));
+            }
+            DateMessage::Cancel {
+                user,
+                reservation_id,
+                reply,
+            } => {
+                let result = self.state.cancel(user, reservation_id, now).map(|event| {
+                    let event = event?;
+                    self.publish(&event);
+                    batch.push(Event::Date(date_id, event));
+                    self.state.reservation(reservation_id).cloned()
+                });
+                batch.reply(reply, result.map_err(Error::from));
+            }
+            DateMessage::Pay { command, reply } => {
+                let result = self.state.pay(command, now).inspect(|payment| {
+                    self.show(payment.reservation_id);
+                });
+                batch.reply(reply, result.map_err(Error::from));
+            }
+        }
+    }
+
+    /// Updates the read views for every reservation an event touched.
+    fn publish(&self, event: &DateEvent) {
+        match event {
+            DateEvent::SeatsHeld(reservation) => self.show(reservation.id),
+            DateEvent::HoldCancelled { reservation_id, .. } => self.show(*reservation_id),
+            DateEvent::HoldsExpired {
+                reservation_ids, ..
+            } => {
+                for id in reservation_ids {
+                    self.show(*id);
+                }
+            }
+        }
+    }
+
+    fn show(&self, id: ReservationId) {
+        let reservation = self
+            .state
+            .reservation(id)
+            .expect("a changed reservation exists");
+        self.deps.view.show(reservation);
+        self.deps.view.show_counts(self.state.counts());
+        self.deps.index.record(reservation);
+    }
+}

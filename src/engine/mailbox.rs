@@ -1,0 +1,27 @@
+//! Bounded mailboxes: every actor takes messages through one of these, and a caller
+//! that finds it full for longer than the wait gets [`Error::Overloaded`] (503)
+//! instead of a queue that grows without bound.
+
+use super::{Error, Reply};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most messages an actor takes in one batch.
+pub const BATCH_LEN_MAX: usize = 256;
+/// How long a caller waits for room in a full mailbox.
+pub const SEND_WAIT: Duration = Duration::from_millis(500);
+
+/// Sends a request built around a fresh reply channel and waits for the answer.
+pub async fn call<M, T>(
+    to: &mpsc::Sender<M>,
+    make: impl FnOnce(Reply<T>) -> M,
+) -> Result<T, Error> {
+    let (reply, answer) = oneshot::channel();
+    to.send_timeout(make(reply), SEND_WAIT)
+        .await
+        .map_err(|e| match e {
+            mpsc::error::SendTimeoutError::Timeout(_) => Error::Overloaded,
+            mpsc::error::SendTimeoutError::Closed(_) => Error::Unavailable,
+        })?;
+    answer.await.map_err(|_| Error::Unavailable)?
+}

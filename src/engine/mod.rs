@@ -1,0 +1,314 @@
+//! The engine: actors that own the state, handles that reach them, and the read views.
+//!
+//! - [`clock`]: where `now` comes from (system or manual).
+//! - [`journal`]: the commit point every actor's replies pass through.
+//! - [`mailbox`]: bounded sends with a wait, then [`Error::Overloaded`].
+//! - [`date`], [`queue`], [`wallet`]: the actors and their handles.
+//! - [`catalog`]: concert creation and the [`catalog::Directory`] of running actors.
+//! - [`views`]: lock-free seat maps and the reservation index, for reads.
+//!
+//! [`Engine`] is the facade the HTTP layer calls. It runs the steps that span owners
+//! (a hold asks the queue, then the date, then tells the queue) and holds no state of
+//! its own beyond handles. Channels only go one way: http → wallet → date/queue → journal.
+
+pub mod catalog;
+pub mod clock;
+pub mod date;
+pub mod journal;
+pub mod mailbox;
+pub mod queue;
+pub mod views;
+pub mod wallet;
+
+use crate::domain::catalog::{CatalogCommand, CatalogRules, CatalogState, ConcertSpec};
+use crate::domain::date::{DateRules, Payment, Reservation};
+use crate::domain::queue::{EntryView, QueueRules};
+use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind, WalletRules, WalletShard};
+use crate::domain::{
+    ConcertId, DateId, Event, Rejection, ReservationId, SeatId, Timestamp, UserId, Won,
+};
+use catalog::{ConcertEntry, Directory};
+use clock::Clock;
+use journal::Journal;
+use std::sync::Arc;
+use views::{ConcertSummary, DateSummary, ReservationIndex, SeatStatus, SeatSummary};
+use wallet::{WalletDeps, WalletHandle};
+
+/// Where an actor's answer goes.
+pub type Reply<T> = tokio::sync::oneshot::Sender<Result<T, Error>>;
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A business "no" (4xx); nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// A mailbox stayed full past its wait (503 with `Retry-After`); nothing changed.
+    #[error("the server is overloaded")]
+    Overloaded,
+    /// An actor or the journal is gone (503).
+    #[error("the engine is unavailable")]
+    Unavailable,
+}
+
+/// Every limit the engine enforces, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Concert creation.
+    pub catalog: CatalogRules,
+    /// Holds.
+    pub date: DateRules,
+    /// Waiting rooms.
+    pub queue: QueueRules,
+    /// Wallets.
+    pub wallet: WalletRules,
+    /// Messages each actor's mailbox holds.
+    pub mailbox_len: usize,
+    /// Number of wallet shards.
+    pub wallet_shards: usize,
+}
+
+/// The running engine.
+pub struct Engine {
+    rules: Rules,
+    clock: Arc<dyn Clock>,
+    journal: Journal,
+    catalog: tokio::sync::Mutex<CatalogState>,
+    directory: Arc<Directory>,
+    index: Arc<ReservationIndex>,
+    wallets: Vec<WalletHandle>,
+}
+
+impl Engine {
+    /// Starts an empty engine (the wallet shards; concerts start as they are created).
+    pub fn start(rules: Rules, clock: Arc<dyn Clock>) -> Arc<Engine> {
+        assert!(rules.wallet_shards > 0, "at least one wallet shard");
+        let journal = Journal::default();
+        let directory = Arc::new(Directory::default());
+        let index = Arc::new(ReservationIndex::default());
+        let wallets = (0..rules.wallet_shards)
+            .map(|_| {
+                let deps = WalletDeps {
+                    directory: directory.clone(),
+                    index: index.clone(),
+                    clock: clock.clone(),
+                    journal: journal.clone(),
+                };
+                WalletHandle::spawn(WalletShard::new(rules.wallet), deps, rules.mailbox_len)
+            })
+            .collect();
+        Arc::new(Engine {
+            rules,
+            clock,
+            journal,
+            catalog: tokio::sync::Mutex::new(CatalogState::default()),
+            directory,
+            index,
+            wallets,
+        })
+    }
+
+    /// The engine's current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The limits in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Events committed since start.
+    pub fn events_total(&self) -> u64 {
+        self.journal.events_total()
+    }
+
+    /// Creates a concert and starts its actors.
+    pub async fn create_concert(&self, spec: ConcertSpec) -> Result<ConcertSummary, Error> {
+        let mut catalog = self.catalog.lock().await;
+        let event = catalog.apply(CatalogCommand::Create(spec), self.rules.catalog, self.now())?;
+        let crate::domain::catalog::CatalogEvent::ConcertCreated { concert_id, .. } = &event;
+        let concert = catalog.concert(*concert_id).expect("just created").clone();
+        self.journal.commit(vec![Event::Catalog(event)]).await?;
+        let entry = self.directory.open(
+            concert,
+            &self.rules,
+            &self.clock,
+            &self.journal,
+            &self.index,
+        );
+        Ok(entry.summary(self.now()))
+    }
+
+    /// Every concert.
+    pub fn concerts(&self) -> Vec<ConcertSummary> {
+        let now = self.now();
+        self.directory
+            .concerts()
+            .iter()
+            .map(|c| c.summary(now))
+            .collect()
+    }
+
+    fn concert_entry(&self, id: ConcertId) -> Result<Arc<ConcertEntry>, Error> {
+        Ok(self
+            .directory
+            .concert(id)
+            .ok_or(Rejection::ConcertNotFound)?)
+    }
+
+    /// One concert.
+    pub fn concert(&self, id: ConcertId) -> Result<ConcertSummary, Error> {
+        Ok(self.concert_entry(id)?.summary(self.now()))
+    }
+
+    /// A concert's dates.
+    pub fn dates(&self, id: ConcertId) -> Result<Vec<DateSummary>, Error> {
+        Ok(self.concert(id)?.dates)
+    }
+
+    /// A date's seats, optionally only those of one status.
+    pub fn seats(
+        &self,
+        concert: ConcertId,
+        date: DateId,
+        filter: Option<SeatStatus>,
+    ) -> Result<Vec<SeatSummary>, Error> {
+        let entry = self.concert_entry(concert)?;
+        let date = entry
+            .dates
+            .iter()
+            .find(|d| d.view.date.id == date)
+            .ok_or(Rejection::DateNotFound)?;
+        Ok(date.view.seat_map(filter, self.now()))
+    }
+
+    /// Joins a concert's waiting room; `true` if a new entry was made.
+    pub async fn join_queue(
+        &self,
+        concert: ConcertId,
+        user: UserId,
+    ) -> Result<(EntryView, bool), Error> {
+        self.concert_entry(concert)?.queue.join(user).await
+    }
+
+    /// The user's entry in a concert's waiting room (and keeps it alive).
+    pub async fn queue_entry(&self, concert: ConcertId, user: UserId) -> Result<EntryView, Error> {
+        self.concert_entry(concert)?.queue.poll(user).await
+    }
+
+    /// Leaves a concert's waiting room.
+    pub async fn leave_queue(&self, concert: ConcertId, user: UserId) -> Result<(), Error> {
+        self.concert_entry(concert)?.queue.leave(user).await
+    }
+
+    /// Holds seats for an admitted user.
+    pub async fn hold(
+        &self,
+        user: UserId,
+        date: DateId,
+        seats: Vec<SeatId>,
+    ) -> Result<Reservation, Error> {
+        let date = self.directory.date(date).ok_or(Rejection::DateNotFound)?;
+        let concert = self.concert_entry(date.view.date.concert_id)?;
+        concert.queue.require_active(user).await?;
+        let reservation = date.handle.hold(user, seats).await?;
+        concert
+            .queue
+            .note_hold(user, reservation.id, reservation.expires_at)
+            .await?;
+        Ok(reservation)
+    }
+
+    /// A user's reservations, newest first, with their status now.
+    pub fn reservations(&self, user: UserId) -> Vec<Reservation> {
+        let now = self.now();
+        self.index
+            .of_user(user)
+            .into_iter()
+            .map(|r| as_of(r, now))
+            .collect()
+    }
+
+    /// One of the user's reservations, with its status now.
+    pub fn reservation(&self, user: UserId, id: ReservationId) -> Result<Reservation, Error> {
+        let reservation = self
+            .index
+            .get(id)
+            .filter(|r| r.user == user)
+            .ok_or(Rejection::ReservationNotFound)?;
+        Ok(as_of(reservation, self.now()))
+    }
+
+    /// Releases a live hold (nothing to do for one that already ended unpaid).
+    pub async fn cancel(&self, user: UserId, id: ReservationId) -> Result<(), Error> {
+        let reservation = self.reservation(user, id)?;
+        let date = self
+            .directory
+            .date(reservation.date_id)
+            .ok_or(Error::Unavailable)?;
+        if let Some(cancelled) = date.handle.cancel(user, id).await? {
+            let concert = self.concert_entry(cancelled.concert_id)?;
+            concert.queue.release_hold(user, id).await?;
+        }
+        Ok(())
+    }
+
+    /// The seat details of a reservation: id, label, price.
+    pub fn reserved_seats(&self, reservation: &Reservation) -> Vec<(SeatId, String, Won)> {
+        let Some(date) = self.directory.date(reservation.date_id) else {
+            return Vec::new();
+        };
+        let layout = &date.view.date.layout;
+        reservation
+            .seats
+            .iter()
+            .filter_map(|&id| layout.seat(id).map(|s| (id, s.label(), s.price)))
+            .collect()
+    }
+
+    fn wallet(&self, user: UserId) -> &WalletHandle {
+        &self.wallets[(user.0 % self.wallets.len() as u64) as usize]
+    }
+
+    /// A user's balance.
+    pub async fn balance(&self, user: UserId) -> Result<Won, Error> {
+        self.wallet(user).balance(user).await
+    }
+
+    /// Adds money to a user's wallet.
+    pub async fn charge(
+        &self,
+        user: UserId,
+        amount: Won,
+        key: Option<String>,
+    ) -> Result<Charge, Error> {
+        self.wallet(user).charge(user, amount, key).await
+    }
+
+    /// A user's newest ledger entries, optionally of one kind.
+    pub async fn transactions(
+        &self,
+        user: UserId,
+        kind: Option<TransactionKind>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, Error> {
+        self.wallet(user).transactions(user, kind, limit).await
+    }
+
+    /// Pays a reservation from the user's wallet.
+    pub async fn pay(
+        &self,
+        user: UserId,
+        reservation: ReservationId,
+        key: Option<String>,
+    ) -> Result<Payment, Error> {
+        self.wallet(user).pay(user, reservation, key).await
+    }
+}
+
+/// A reservation with its status at `now` (a lapsed hold reads as expired).
+fn as_of(mut reservation: Reservation, now: Timestamp) -> Reservation {
+    reservation.status = reservation.status_at(now);
+    reservation
+}

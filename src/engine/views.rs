@@ -1,0 +1,238 @@
+//! Read views: what GETs are served from, without waiting in any actor's mailbox
+//! (DESIGN.md rule 6).
+//!
+//! - [`DateView`]: one per date, written only by its date actor: each seat's status and
+//!   hold deadline packed in an atomic, and the seat counts. Readers apply `now`
+//!   themselves, so a hold stops counting at its deadline even before the actor has
+//!   recorded the expiry.
+//! - [`ReservationIndex`]: every reservation by id and by user, written by the date
+//!   actors after each change; the wallet uses it to route a payment to its date.
+
+use crate::domain::catalog::Date;
+use crate::domain::date::{Reservation, ReservationStatus, SeatCounts};
+use crate::domain::{ConcertId, DateId, ReservationId, SeatId, Timestamp, UserId, Won};
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+const STATUS_SHIFT: u32 = 62;
+const DEADLINE_MASK: u64 = (1 << STATUS_SHIFT) - 1;
+const HELD: u64 = 1;
+const SOLD: u64 = 2;
+
+/// A seat's status as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatStatus {
+    /// Free to hold.
+    Available,
+    /// Held by a live reservation.
+    Held,
+    /// Sold.
+    Sold,
+}
+
+fn millis(at: Timestamp) -> u64 {
+    u64::try_from(at.timestamp_millis()).unwrap_or(0) & DEADLINE_MASK
+}
+
+/// The live seat map of one date.
+pub struct DateView {
+    /// The date (static).
+    pub date: Date,
+    seats: Box<[AtomicU64]>,
+    available: AtomicU32,
+    held: AtomicU32,
+    sold: AtomicU32,
+    /// Live holds' deadlines (milliseconds) and how many seats each releases.
+    deadlines: Mutex<BTreeMap<u64, u32>>,
+}
+
+impl DateView {
+    /// A view of a date with every seat available.
+    pub fn new(date: Date) -> Self {
+        let total = date.layout.seats_total();
+        DateView {
+            seats: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            available: AtomicU32::new(total),
+            held: AtomicU32::new(0),
+            sold: AtomicU32::new(0),
+            deadlines: Mutex::new(BTreeMap::new()),
+            date,
+        }
+    }
+
+    /// Shows a reservation's seats as its status now says (called once per change).
+    pub(super) fn show(&self, reservation: &Reservation) {
+        let deadline = millis(reservation.expires_at);
+        let (word, held_delta) = match reservation.status {
+            ReservationStatus::Held => ((HELD << STATUS_SHIFT) | deadline, 1i64),
+            ReservationStatus::Paid => (SOLD << STATUS_SHIFT, -1),
+            ReservationStatus::Expired | ReservationStatus::Cancelled => (0, -1),
+        };
+        for seat in &reservation.seats {
+            self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
+        }
+        let n = reservation.seats.len() as u32;
+        let mut deadlines = self.deadlines.lock();
+        if held_delta > 0 {
+            *deadlines.entry(deadline).or_default() += n;
+        } else if let Some(count) = deadlines.get_mut(&deadline) {
+            *count -= n;
+            if *count == 0 {
+                deadlines.remove(&deadline);
+            }
+        }
+    }
+
+    /// Publishes the recorded counts (once per batch).
+    pub(super) fn show_counts(&self, counts: SeatCounts) {
+        self.available.store(counts.available, Ordering::Release);
+        self.held.store(counts.held, Ordering::Release);
+        self.sold.store(counts.sold, Ordering::Release);
+    }
+
+    /// A seat's status at `now`.
+    pub fn seat_status(&self, id: SeatId, now: Timestamp) -> Option<SeatStatus> {
+        let word = self
+            .seats
+            .get((id.0 as usize).checked_sub(1)?)?
+            .load(Ordering::Acquire);
+        Some(match word >> STATUS_SHIFT {
+            HELD if (word & DEADLINE_MASK) > millis(now) => SeatStatus::Held,
+            SOLD => SeatStatus::Sold,
+            _ => SeatStatus::Available,
+        })
+    }
+
+    /// Seats available at `now`, counting holds past their deadline as released.
+    pub fn seats_available(&self, now: Timestamp) -> u32 {
+        let lapsed: u32 = self
+            .deadlines
+            .lock()
+            .range(..=millis(now))
+            .map(|(_, n)| *n)
+            .sum();
+        self.available.load(Ordering::Acquire) + lapsed
+    }
+
+    /// Whether every seat is sold (for good: sold seats never return).
+    pub fn is_sold_out(&self) -> bool {
+        self.sold.load(Ordering::Acquire) == self.date.layout.seats_total()
+    }
+
+    /// Summary for the API.
+    pub fn summary(&self, now: Timestamp) -> DateSummary {
+        DateSummary {
+            id: self.date.id,
+            starts_at: self.date.starts_at,
+            seats_total: self.date.layout.seats_total(),
+            seats_available: self.seats_available(now),
+        }
+    }
+
+    /// The seat map for the API, optionally only seats of one status.
+    pub fn seat_map(&self, filter: Option<SeatStatus>, now: Timestamp) -> Vec<SeatSummary> {
+        self.date
+            .layout
+            .seats()
+            .filter_map(|seat| {
+                let status = self.seat_status(seat.id, now)?;
+                filter.is_none_or(|f| f == status).then(|| SeatSummary {
+                    id: seat.id,
+                    label: seat.label(),
+                    section: seat.section.to_owned(),
+                    price: seat.price,
+                    status,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A date as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DateSummary {
+    /// The date's id.
+    pub id: DateId,
+    /// When the show starts.
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: Timestamp,
+    /// Seats in all.
+    pub seats_total: u32,
+    /// Seats free to hold now.
+    pub seats_available: u32,
+}
+
+/// A concert as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcertSummary {
+    /// The concert's id.
+    pub id: ConcertId,
+    /// Title.
+    pub title: String,
+    /// Venue.
+    pub venue: String,
+    /// Its dates.
+    pub dates: Vec<DateSummary>,
+}
+
+/// A seat as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatSummary {
+    /// The seat's id.
+    pub id: SeatId,
+    /// `"{section}-{row}-{number}"`.
+    pub label: String,
+    /// Section name.
+    pub section: String,
+    /// Price in won.
+    pub price: Won,
+    /// Status now.
+    pub status: SeatStatus,
+}
+
+/// Every reservation, for reads and for routing payments.
+#[derive(Default)]
+pub struct ReservationIndex {
+    by_id: DashMap<ReservationId, Reservation>,
+    by_user: DashMap<UserId, Vec<ReservationId>>,
+}
+
+impl ReservationIndex {
+    /// Records a new or changed reservation.
+    pub(super) fn record(&self, reservation: &Reservation) {
+        let fresh = self
+            .by_id
+            .insert(reservation.id, reservation.clone())
+            .is_none();
+        if fresh {
+            self.by_user
+                .entry(reservation.user)
+                .or_default()
+                .push(reservation.id);
+        }
+    }
+
+    /// A reservation by id, whoever holds it.
+    pub fn get(&self, id: ReservationId) -> Option<Reservation> {
+        self.by_id.get(&id).map(|r| r.clone())
+    }
+
+    /// A user's reservations, newest first.
+    pub fn of_user(&self, user: UserId) -> Vec<Reservation> {
+        let ids = self
+            .by_user
+            .get(&user)
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
+        let mut list: Vec<Reservation> = ids.into_iter().filter_map(|id| self.get(id)).collect();
+        list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        list
+    }
+}

@@ -1,0 +1,259 @@
+//! The wallet actors: a fixed number of shards, user id modulo the shard count; each
+//! is the single owner of its users' balances, ledgers and idempotency keys.
+//!
+//! A payment is run by the payer's shard: it recalls the idempotency key, asks the
+//! reservation's date actor to sell the seats against the balance (which cannot change
+//! meanwhile: this actor owns it and is busy with this message), debits, completes the
+//! payer's queue entry, and logs the one [`Event::Paid`] that records all three.
+//! Talks to: date and queue actors (never the other way round), and the journal.
+
+use super::catalog::Directory;
+use super::clock::Clock;
+use super::journal::{Batch, Journal};
+use super::mailbox::{self, BATCH_LEN_MAX};
+use super::views::ReservationIndex;
+use super::{Error, Reply};
+use crate::domain::date::{Pay, Payment};
+use crate::domain::wallet::{
+    Charge, KeyedRequest, LedgerEntry, Receipt, TransactionKind, WalletEvent, WalletShard,
+};
+use crate::domain::{ChargeId, Event, PaymentId, Rejection, ReservationId, Timestamp, UserId, Won};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+enum WalletMessage {
+    Charge {
+        user: UserId,
+        amount: Won,
+        key: Option<String>,
+        reply: Reply<Charge>,
+    },
+    Balance {
+        user: UserId,
+        reply: Reply<Won>,
+    },
+    Transactions {
+        user: UserId,
+        kind: Option<TransactionKind>,
+        limit: usize,
+        reply: Reply<Vec<LedgerEntry>>,
+    },
+    Pay {
+        user: UserId,
+        reservation_id: ReservationId,
+        key: Option<String>,
+        reply: Reply<Payment>,
+    },
+}
+
+/// The way to one wallet shard.
+#[derive(Clone)]
+pub struct WalletHandle {
+    mailbox: mpsc::Sender<WalletMessage>,
+}
+
+/// What a wallet actor needs besides its state.
+pub struct WalletDeps {
+    /// To find a reservation's date actor and the concert's queue actor.
+    pub directory: Arc<Directory>,
+    /// To find which date a reservation is on.
+    pub index: Arc<ReservationIndex>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where its batches go.
+    pub journal: Journal,
+}
+
+impl WalletHandle {
+    /// Spawns the actor for `shard`.
+    pub fn spawn(shard: WalletShard, deps: WalletDeps, mailbox_len: usize) -> Self {
+        let (mailbox, inbox) = mpsc::channel(mailbox_len);
+        tokio::spawn(WalletActor { shard, deps, inbox }.run());
+        WalletHandle { mailbox }
+    }
+
+    /// Adds money; with a key, a repeat returns the first charge.
+    pub async fn charge(
+        &self,
+        user: UserId,
+        amount: Won,
+        key: Option<String>,
+    ) -> Result<Charge, Error> {
+        mailbox::call(&self.mailbox, |reply| WalletMessage::Charge {
+            user,
+            amount,
+            key,
+            reply,
+        })
+        .await
+    }
+
+    /// The user's balance.
+    pub async fn balance(&self, user: UserId) -> Result<Won, Error> {
+        mailbox::call(&self.mailbox, |reply| WalletMessage::Balance {
+            user,
+            reply,
+        })
+        .await
+    }
+
+    /// The user's newest ledger entries, optionally of one kind.
+    pub async fn transactions(
+        &self,
+        user: UserId,
+        kind: Option<TransactionKind>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, Error> {
+        mailbox::call(&self.mailbox, |reply| WalletMessage::Transactions {
+            user,
+            kind,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Pays a reservation from the wallet; with a key, a repeat returns the first payment.
+    pub async fn pay(
+        &self,
+        user: UserId,
+        reservation_id: ReservationId,
+        key: Option<String>,
+    ) -> Result<Payment, Error> {
+        mailbox::call(&self.mailbox, |reply| WalletMessage::Pay {
+            user,
+            reservation_id,
+            key,
+            reply,
+        })
+        .await
+    }
+}
+
+struct WalletActor {
+    shard: WalletShard,
+    deps: WalletDeps,
+    inbox: mpsc::Receiver<WalletMessage>,
+}
+
+impl WalletActor {
+    async fn run(mut self) {
+        let mut messages = Vec::with_capacity(BATCH_LEN_MAX);
+        while self.inbox.recv_many(&mut messages, BATCH_LEN_MAX).await > 0 {
+            let now = self.deps.clock.now();
+            self.shard.forget_keys(now);
+            let mut batch = Batch::default();
+            for message in messages.drain(..) {
+                self.handle(message, now, &mut batch).await;
+            }
+            self.deps.journal.submit(batch);
+        }
+    }
+
+    async fn handle(&mut self, message: WalletMessage, now: Timestamp, batch: &mut Batch) {
+        match message {
+            WalletMessage::Charge {
+                user,
+                amount,
+                key,
+                reply,
+            } => {
+                let result = self.charge(user, amount, key, now, batch);
+                batch.reply(reply, result);
+            }
+            WalletMessage::Balance { user, reply } => {
+                batch.reply(reply, Ok(self.shard.balance(user)))
+            }
+            WalletMessage::Transactions {
+                user,
+                kind,
+                limit,
+                reply,
+            } => {
+                batch.reply(reply, Ok(self.shard.transactions(user, kind, limit)));
+            }
+            WalletMessage::Pay {
+                user,
+                reservation_id,
+                key,
+                reply,
+            } => {
+                let result = self.pay(user, reservation_id, key, batch).await;
+                batch.reply(reply, result);
+            }
+        }
+    }
+
+    fn charge(
+        &mut self,
+        user: UserId,
+        amount: Won,
+        key: Option<String>,
+        now: Timestamp,
+        batch: &mut Batch,
+    ) -> Result<Charge, Error> {
+        if let Some(key) = &key {
+            match self
+                .shard
+                .recall(user, key, &KeyedRequest::Charge(amount))?
+            {
+                Some(Receipt::Charged(charge)) => return Ok(charge),
+                Some(Receipt::Paid(_)) => unreachable!("recall matches the request kind"),
+                None => {}
+            }
+        }
+        let event = self
+            .shard
+            .charge(user, amount, ChargeId(uuid::Uuid::new_v4()), key, now)?;
+        let WalletEvent::Charged(charge) = &event;
+        let charge = charge.clone();
+        batch.push(Event::Wallet(event));
+        Ok(charge)
+    }
+
+    async fn pay(
+        &mut self,
+        user: UserId,
+        reservation_id: ReservationId,
+        key: Option<String>,
+        batch: &mut Batch,
+    ) -> Result<Payment, Error> {
+        if let Some(key) = &key {
+            match self
+                .shard
+                .recall(user, key, &KeyedRequest::Pay(reservation_id))?
+            {
+                Some(Receipt::Paid(payment)) => return Ok(payment),
+                Some(Receipt::Charged(_)) => unreachable!("recall matches the request kind"),
+                None => {}
+            }
+        }
+        let reservation = self
+            .deps
+            .index
+            .get(reservation_id)
+            .filter(|r| r.user == user)
+            .ok_or(Rejection::ReservationNotFound)?;
+        let date = self
+            .deps
+            .directory
+            .date(reservation.date_id)
+            .ok_or(Error::Unavailable)?;
+        let command = Pay {
+            user,
+            reservation_id,
+            payment_id: PaymentId(uuid::Uuid::new_v4()),
+            balance: self.shard.balance(user),
+            idempotency_key: key,
+        };
+        let payment = date.handle.pay(command).await?;
+        self.shard.replay_payment(&payment);
+        if let Some(concert) = self.deps.directory.concert(payment.concert_id) {
+            // The queue side is in memory only; Event::Paid below records it. Should
+            // the queue actor be gone, the payment still stands.
+            let _ = concert.queue.complete(payment.clone()).await;
+        }
+        batch.push(Event::Paid(payment.clone()));
+        Ok(payment)
+    }
+}
