@@ -1,1 +1,72 @@
-fn main() {}
+//! The `boxoffice` binary: parse the command line, then serve or print a token.
+
+use anyhow::Context;
+use boxoffice::app;
+use boxoffice::config::{Cli, Command, Config};
+use boxoffice::domain::UserId;
+use boxoffice::engine::clock::SystemClock;
+use clap::Parser;
+use std::sync::Arc;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => {
+            println!(
+                "{}",
+                boxoffice::http::auth::token_for_secret(
+                    &args.jwt_secret,
+                    UserId(args.user),
+                    args.ttl_secs
+                )
+            );
+            Ok(())
+        }
+        Some(Command::Serve(config)) => serve(config),
+        None => serve(cli.serve),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let app = app::build(&config, Arc::new(SystemClock)).await;
+        for line in &app.banner {
+            tracing::info!("{line}");
+        }
+        tracing::info!("listening on http://{}", listener.local_addr()?);
+        app::serve(listener, app.router, shutdown_signal())
+            .await
+            .context("serving")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,115 @@
+//! Wiring: builds the engine and the router from a [`Config`], and serves them on an
+//! already bound listener (so tests can bind port 0 and run the real server).
+
+use crate::config::Config;
+use crate::domain::UserId;
+use crate::domain::catalog::{ConcertSpec, DateSpec, SectionSpec};
+use crate::engine::Engine;
+use crate::engine::clock::Clock;
+use crate::http::auth::Auth;
+use crate::http::{self, AppState};
+use axum::Router;
+use rand::distr::{Alphanumeric, SampleString};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// How long the demo start's printed user tokens last.
+pub const DEMO_TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// A built application.
+pub struct App {
+    /// The HTTP routes.
+    pub router: Router,
+    /// The engine behind them.
+    pub engine: Arc<Engine>,
+    /// Request authentication (tests use it to make tokens).
+    pub auth: Arc<Auth>,
+    /// What a person starting the server should be told (demo keys and tokens).
+    pub banner: Vec<String>,
+}
+
+/// Builds the engine and the router. With neither an admin key nor a JWT secret
+/// configured (the demo start) it makes random ones, tells them in the banner with
+/// tokens for users 1 to 3, and creates a demo concert.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> App {
+    let demo = config.admin_key.is_none() && config.jwt_secret.is_none();
+    let mut banner = Vec::new();
+    let admin_key = config.admin_key.clone().unwrap_or_else(|| {
+        let key = random_secret();
+        banner.push(format!("admin key: {key}"));
+        key
+    });
+    let jwt_secret = config.jwt_secret.clone().unwrap_or_else(|| {
+        banner.push(
+            "JWT secret: generated for this run (set --jwt-secret to keep tokens valid)".to_owned(),
+        );
+        random_secret()
+    });
+    let auth = Arc::new(Auth::new(&admin_key, &jwt_secret));
+    let engine = Engine::start(config.rules(), clock);
+    if demo {
+        for user in 1..=3 {
+            banner.push(format!(
+                "token for user {user}: {}",
+                auth.token(UserId(user), DEMO_TOKEN_TTL_SECS)
+            ));
+        }
+        if engine.concerts().is_empty() {
+            match engine.create_concert(demo_concert(engine.now())).await {
+                Ok(concert) => {
+                    banner.push(format!("demo concert {}: {:?}", concert.id, concert.title))
+                }
+                Err(e) => tracing::warn!("could not create the demo concert: {e}"),
+            }
+        }
+    }
+    let router = http::router(AppState {
+        engine: engine.clone(),
+        auth: auth.clone(),
+    });
+    App {
+        router,
+        engine,
+        auth,
+        banner,
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn random_secret() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
+/// A concert to try the API with: one date a month from now, 400 seats in two sections.
+pub fn demo_concert(now: crate::domain::Timestamp) -> ConcertSpec {
+    let starts_at = (now + chrono::Duration::days(30))
+        .date_naive()
+        .and_hms_opt(19, 0, 0)
+        .expect("19:00 exists")
+        .and_utc();
+    let section = |name: &str, price| SectionSpec {
+        name: name.into(),
+        rows: 10,
+        seats_per_row: 20,
+        price,
+    };
+    ConcertSpec {
+        title: "Winter Tour".into(),
+        venue: "Olympic Hall".into(),
+        dates: vec![DateSpec {
+            starts_at,
+            sections: vec![section("R", 150_000), section("S", 100_000)],
+        }],
+    }
+}

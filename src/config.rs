@@ -1,0 +1,143 @@
+//! Command line and environment: every flag can also be set as `BOXOFFICE_<FLAG>`
+//! (for example `BOXOFFICE_HOLD_TTL_SECS=120`).
+
+use crate::domain::Won;
+use crate::domain::catalog::CatalogRules;
+use crate::domain::date::DateRules;
+use crate::domain::queue::QueueRules;
+use crate::domain::wallet::WalletRules;
+use crate::engine::Rules;
+use chrono::Duration;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Messages each actor's mailbox holds before callers wait (and then get 503).
+pub const MAILBOX_LEN: usize = 4096;
+/// Number of wallet shards.
+pub const WALLET_SHARDS: usize = 16;
+/// How long idempotency keys are kept.
+pub const IDEMPOTENCY_TTL: Duration = Duration::hours(24);
+
+/// boxoffice: concert seat sales with a waiting room, seat holds, a wallet and payments.
+#[derive(Debug, Parser)]
+#[command(name = "boxoffice", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; without one, `serve`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings (for `boxoffice` without a subcommand).
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(Config),
+    /// Print a user token signed with the configured secret.
+    Token(TokenArgs),
+}
+
+/// `boxoffice token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user id (the token's `sub`).
+    #[arg(long)]
+    pub user: u64,
+    /// How long the token lasts.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl_secs: u64,
+    /// The server's JWT secret.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of the append log and snapshots.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./snapshots")]
+    pub data_dir: PathBuf,
+    /// Admin key (`Authorization: Bearer <key>`). Without it and the JWT secret: demo start.
+    #[arg(long, env = "BOXOFFICE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// HS256 secret of user tokens.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// How long a seat hold lasts.
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hold_ttl_secs: u32,
+    /// Most users of a concert that are ACTIVE at once.
+    #[arg(long, env = "BOXOFFICE_QUEUE_ACTIVE_MAX", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_active_max: u32,
+    /// How long an active window lasts.
+    #[arg(long, env = "BOXOFFICE_QUEUE_ACTIVE_TTL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_active_ttl_secs: u32,
+    /// How long a waiting entry lives without a poll.
+    #[arg(long, env = "BOXOFFICE_QUEUE_IDLE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_idle_secs: u32,
+    /// Most seats in one reservation.
+    #[arg(long, env = "BOXOFFICE_MAX_SEATS_PER_RESERVATION", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_seats_per_reservation: u32,
+    /// Most seats one user may hold or own on one date.
+    #[arg(long, env = "BOXOFFICE_MAX_SEATS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_seats_per_user: u32,
+    /// Most seats one date may have.
+    #[arg(long, env = "BOXOFFICE_MAX_SEATS_PER_DATE", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_seats_per_date: u32,
+    /// Largest single wallet charge, in won.
+    #[arg(long, env = "BOXOFFICE_MAX_CHARGE", default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_charge: u64,
+    /// Largest wallet balance, in won.
+    #[arg(long, env = "BOXOFFICE_MAX_BALANCE", default_value_t = 1_000_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_balance: u64,
+}
+
+impl Default for Config {
+    /// The documented defaults (environment variables apply, as on the command line).
+    fn default() -> Self {
+        match Cli::parse_from(["boxoffice"]) {
+            Cli {
+                command: None,
+                serve,
+            } => serve,
+            Cli {
+                command: Some(_), ..
+            } => unreachable!("no subcommand was given"),
+        }
+    }
+}
+
+impl Config {
+    /// The engine's limits.
+    pub fn rules(&self) -> Rules {
+        let secs = |s: u32| Duration::seconds(i64::from(s));
+        Rules {
+            catalog: CatalogRules {
+                seats_per_date_max: self.max_seats_per_date,
+            },
+            date: DateRules {
+                hold_ttl: secs(self.hold_ttl_secs),
+                seats_per_reservation_max: self.max_seats_per_reservation as usize,
+                seats_per_user_max: self.max_seats_per_user,
+            },
+            queue: QueueRules {
+                active_max: self.queue_active_max,
+                active_ttl: secs(self.queue_active_ttl_secs),
+                idle_timeout: secs(self.queue_idle_secs),
+            },
+            wallet: WalletRules {
+                charge_max: Won(self.max_charge),
+                balance_max: Won(self.max_balance),
+                idempotency_ttl: IDEMPOTENCY_TTL,
+            },
+            mailbox_len: MAILBOX_LEN,
+            wallet_shards: WALLET_SHARDS,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Who is calling: users by HS256 JWT (`sub` = user id, `exp` required), admins by the
+//! admin key. Both arrive as `Authorization: Bearer ...`; anything missing, malformed,
+//! badly signed, of another algorithm or expired is 401 `UNAUTHORIZED`.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::UserId;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Seconds of clock skew tolerated on `exp`.
+const EXP_LEEWAY_SECS: u64 = 5;
+
+/// The secrets requests are checked against.
+pub struct Auth {
+    admin_key: String,
+    decoding: DecodingKey,
+    encoding: EncodingKey,
+    validation: Validation,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+}
+
+impl Auth {
+    /// Checks admins against `admin_key` and user tokens against `jwt_secret`.
+    pub fn new(admin_key: &str, jwt_secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = EXP_LEEWAY_SECS;
+        Auth {
+            admin_key: admin_key.to_owned(),
+            decoding: DecodingKey::from_secret(jwt_secret.as_bytes()),
+            encoding: EncodingKey::from_secret(jwt_secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// A token for `user` that expires after `ttl_secs`.
+    pub fn token(&self, user: UserId, ttl_secs: u64) -> String {
+        issue_token(&self.encoding, user, ttl_secs)
+    }
+
+    fn user(&self, token: &str) -> Result<UserId, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let sub = data.claims.sub;
+        let id = sub
+            .parse::<u64>()
+            .map_err(|_| ApiError::unauthorized("the token's sub is not a user id"))?;
+        Ok(UserId(id))
+    }
+
+    fn is_admin(&self, key: &str) -> bool {
+        constant_time_eq(key.as_bytes(), self.admin_key.as_bytes())
+    }
+}
+
+/// Signs a user token with a secret (for `boxoffice token` and the demo start).
+pub fn issue_token(key: &EncodingKey, user: UserId, ttl_secs: u64) -> String {
+    let exp = jsonwebtoken::get_current_timestamp().saturating_add(ttl_secs);
+    let claims = Claims {
+        sub: user.0.to_string(),
+        exp,
+    };
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+        .expect("HS256 signing cannot fail")
+}
+
+/// Signs a user token with `secret`.
+pub fn token_for_secret(secret: &str, user: UserId, ttl_secs: u64) -> String {
+    issue_token(&EncodingKey::from_secret(secret.as_bytes()), user, ttl_secs)
+}
+
+/// Compares without an early exit, so timing says nothing about the admin key.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthorized(
+            "expected Authorization: Bearer <token>",
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct User(pub UserId);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.auth.user(bearer(parts)?).map(User)
+    }
+}
+
+/// Proof that the request carries the admin key.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.auth.is_admin(bearer(parts)?) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized("wrong admin key"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_names_its_user_and_another_secret_is_refused() {
+        let auth = Auth::new("admin", "secret");
+        assert_eq!(auth.user(&auth.token(UserId(42), 60)).unwrap(), UserId(42));
+        let forged = token_for_secret("other", UserId(42), 60);
+        assert_eq!(auth.user(&forged).unwrap_err().code, "UNAUTHORIZED");
+    }
+
+    #[test]
+    fn the_admin_key_must_match_exactly() {
+        let auth = Auth::new("admin", "secret");
+        assert!(auth.is_admin("admin"));
+        assert!(!auth.is_admin("admin "));
+        assert!(!auth.is_admin("admi"));
+        assert!(!auth.is_admin(""));
+    }
+}

@@ -1,0 +1,55 @@
+//! The HTTP shell: routes, extractors, authentication, errors and the OpenAPI document.
+//!
+//! Each area owns its routes (`fn router() -> Router<AppState>`); [`router`] merges
+//! them and answers everything else with problem+json (404 `NOT_FOUND`, 405).
+//! `AppState` holds handles only.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+pub mod queue;
+pub mod reservations;
+pub mod wallet;
+
+use crate::engine::Engine;
+use auth::Auth;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use error::ApiError;
+use std::sync::Arc;
+
+/// Largest request body accepted (a concert spec with many dates and sections fits).
+pub const BODY_LEN_MAX: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Request authentication.
+    pub auth: Arc<Auth>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(catalog::router())
+        .merge(queue::router())
+        .merge(reservations::router())
+        .merge(wallet::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
+        .with_state(state)
+}

@@ -1,0 +1,48 @@
+//! The OpenAPI 3.1 document of the whole API, assembled from the handlers' annotations.
+
+use super::{catalog, ops, queue, reservations, wallet};
+use utoipa::Modify;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// The API document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "boxoffice", description = "Concert seat sales: waiting rooms, seat holds, wallet and payments."),
+    paths(
+        catalog::create_concert, catalog::list_concerts, catalog::get_concert, catalog::list_dates,
+        catalog::list_seats,
+        queue::join, queue::get_entry, queue::leave,
+        reservations::hold, reservations::list, reservations::get_one, reservations::cancel,
+        wallet::balance, wallet::charge, wallet::transactions, wallet::pay, wallet::payments,
+        ops::health,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "catalog", description = "Concerts, dates and seats"),
+        (name = "queue", description = "The waiting room of a concert"),
+        (name = "reservations", description = "Seat holds"),
+        (name = "wallet", description = "Prepaid wallet"),
+        (name = "payments", description = "Paying a hold from the wallet"),
+        (name = "operations", description = "Health and documentation"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let user = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("HS256 JWT: sub = user id (decimal), exp required"))
+            .build();
+        let admin = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("The admin key"))
+            .build();
+        components.add_security_scheme("user", SecurityScheme::Http(user));
+        components.add_security_scheme("admin", SecurityScheme::Http(admin));
+    }
+}

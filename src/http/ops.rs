@@ -1,0 +1,32 @@
+//! Operations routes: health, the OpenAPI document and Swagger UI (served from the
+//! binary: the UI's files are compiled in, nothing is fetched from a CDN).
+
+use super::AppState;
+use super::openapi::ApiDoc;
+use axum::Router;
+use axum::response::Json;
+use axum::routing::get;
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// The operations routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", ApiDoc::openapi()))
+}
+
+/// Health status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` while the server answers.
+    status: &'static str,
+}
+
+/// Whether the server is up.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Up", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
