@@ -9,7 +9,8 @@
 //! Invariants: waiting positions are exactly 1..=n in join order; at most `active_max`
 //! entries are `ACTIVE` (a crash between a payment and its log record can leave one
 //! more until that entry's window ends, see `replay`); a user has at most one entry,
-//! and a final entry (`EXPIRED`, `COMPLETED`, `SOLD_OUT`) never changes again.
+//! and a final entry (`EXPIRED`, `COMPLETED`, `SOLD_OUT`) never changes again, but for
+//! the one case `replay_payment` explains.
 //!
 //! Polls keep a waiting entry alive but are not logged: after recovery every waiting
 //! entry gets a fresh idle window ([`QueueState::refresh_idle`]).
@@ -440,13 +441,23 @@ impl QueueState {
     }
 
     /// Applies the waiting-room side of a payment: an active payer's entry completes.
+    ///
+    /// The one change to a final entry: the payment that sells the last seat reaches
+    /// the room after the room saw the sell-out (it reads the seat counts directly),
+    /// so an entry that was active when the sell-out ended it completes too.
     pub fn replay_payment(&mut self, payment: &Payment) {
-        let active = self
-            .entries
-            .get(&payment.user)
-            .is_some_and(|e| e.status == EntryStatus::Active);
-        if active {
-            self.finish(payment.user, EntryStatus::Completed, payment.paid_at);
+        let Some(entry) = self.entries.get_mut(&payment.user) else {
+            return;
+        };
+        match entry.status {
+            EntryStatus::Active => {
+                self.finish(payment.user, EntryStatus::Completed, payment.paid_at);
+            }
+            EntryStatus::SoldOut if entry.admitted_at.is_some() => {
+                entry.status = EntryStatus::Completed;
+                entry.ended_at = Some(payment.paid_at);
+            }
+            _ => {}
         }
     }
 
@@ -734,6 +745,20 @@ mod tests {
         room.join(UserId(9), ticket(9), t(11)).unwrap();
         assert_eq!(status(&room, 9).0, EntryStatus::SoldOut);
         assert_eq!(room.waiting_len() + room.active_len(), 0);
+    }
+
+    #[test]
+    fn the_payment_that_sells_out_the_concert_completes_its_payers_entry() {
+        let mut room = room();
+        for user in 1..=3 {
+            join(&mut room, user, t(0));
+        }
+        room.advance(t(5), true);
+        room.replay_payment(&payment(1, t(5)));
+        assert_eq!(status(&room, 1).0, EntryStatus::Completed);
+        assert_eq!(status(&room, 2).0, EntryStatus::SoldOut);
+        room.replay_payment(&payment(3, t(5)));
+        assert_eq!(status(&room, 3).0, EntryStatus::SoldOut);
     }
 
     #[test]
