@@ -1,13 +1,16 @@
-//! Wiring: builds the engine and the router from a [`Config`], and serves them on an
-//! already bound listener (so tests can bind port 0 and run the real server).
+//! Wiring: recovers the data directory, starts the engine and builds the router from a
+//! [`Config`], and serves them on an already bound listener (so tests can bind port 0
+//! and run the real server).
 
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::domain::catalog::{ConcertSpec, DateSpec, SectionSpec};
 use crate::engine::Engine;
 use crate::engine::clock::Clock;
+use crate::engine::journal::Journal;
 use crate::http::auth::Auth;
 use crate::http::{self, AppState};
+use crate::store::{self, StoreError};
 use axum::Router;
 use rand::distr::{Alphanumeric, SampleString};
 use std::future::Future;
@@ -29,10 +32,11 @@ pub struct App {
     pub banner: Vec<String>,
 }
 
-/// Builds the engine and the router. With neither an admin key nor a JWT secret
-/// configured (the demo start) it makes random ones, tells them in the banner with
-/// tokens for users 1 to 3, and creates a demo concert.
-pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> App {
+/// Recovers the data directory, starts the engine and builds the router. With neither
+/// an admin key nor a JWT secret configured (the demo start) it makes random ones,
+/// tells them in the banner with tokens for users 1 to 3, and creates a demo concert
+/// if the data directory holds none.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
     let demo = config.admin_key.is_none() && config.jwt_secret.is_none();
     let mut banner = Vec::new();
     let admin_key = config.admin_key.clone().unwrap_or_else(|| {
@@ -41,19 +45,26 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> App {
         key
     });
     let jwt_secret = config.jwt_secret.clone().unwrap_or_else(|| {
-        banner.push(
-            "JWT secret: generated for this run (set --jwt-secret to keep tokens valid)".to_owned(),
-        );
+        let note = "JWT secret: generated for this run (set --jwt-secret to keep tokens valid)";
+        banner.push(note.to_owned());
         random_secret()
     });
     let auth = Arc::new(Auth::new(&admin_key, &jwt_secret));
-    let engine = Engine::start(config.rules(), clock);
+    let rules = config.rules();
+    let opened = store::open(&config.store(), &rules)?;
+    let recovered = format!(
+        "recovered {} up to event {} ({} replayed from the log)",
+        config.data_dir.display(),
+        opened.image.seq,
+        opened.replayed
+    );
+    banner.insert(0, recovered);
+    let journal = Journal::durable(opened.writer, opened.stopped);
+    let engine = Engine::start(rules, clock, journal, opened.image);
     if demo {
         for user in 1..=3 {
-            banner.push(format!(
-                "token for user {user}: {}",
-                auth.token(UserId(user), DEMO_TOKEN_TTL_SECS)
-            ));
+            let token = auth.token(UserId(user), DEMO_TOKEN_TTL_SECS);
+            banner.push(format!("token for user {user}: {token}"));
         }
         if engine.concerts().is_empty() {
             match engine.create_concert(demo_concert(engine.now())).await {
@@ -64,19 +75,29 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> App {
             }
         }
     }
-    let router = http::router(AppState {
+    let state = AppState {
         engine: engine.clone(),
         auth: auth.clone(),
-    });
-    App {
+    };
+    let router = http::router(state);
+    Ok(App {
         router,
         engine,
         auth,
         banner,
+    })
+}
+
+impl App {
+    /// Stops the write path after what is queued, with a final snapshot. Call it once
+    /// the server has stopped taking requests.
+    pub async fn shutdown(&self) {
+        self.engine.journal().stop().await;
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,

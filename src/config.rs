@@ -7,6 +7,7 @@ use crate::domain::date::DateRules;
 use crate::domain::queue::QueueRules;
 use crate::domain::wallet::WalletRules;
 use crate::engine::Rules;
+use crate::store::{FsyncPolicy, StoreOptions};
 use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -96,6 +97,16 @@ pub struct Config {
     /// Largest wallet balance, in won.
     #[arg(long, env = "BOXOFFICE_MAX_BALANCE", default_value_t = 1_000_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_balance: u64,
+    /// Take a snapshot after this many logged events.
+    #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY_EVENTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every_events: u64,
+    /// Take a snapshot at least this often while anything changes.
+    #[arg(long, env = "BOXOFFICE_SNAPSHOT_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_interval_secs: u64,
+    /// When to fsync the log: `always` (before every reply; durable) or `never`
+    /// (benchmarks only: a crash loses acknowledged actions).
+    #[arg(long, env = "BOXOFFICE_FSYNC", value_enum, default_value_t = FsyncPolicy::Always)]
+    pub fsync: FsyncPolicy,
 }
 
 impl Default for Config {
@@ -114,6 +125,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The store's settings.
+    pub fn store(&self) -> StoreOptions {
+        StoreOptions {
+            dir: self.data_dir.clone(),
+            fsync: self.fsync,
+            snapshot_every_events: self.snapshot_every_events,
+            snapshot_interval: std::time::Duration::from_secs(self.snapshot_interval_secs),
+        }
+    }
+
     /// The engine's limits.
     pub fn rules(&self) -> Rules {
         let secs = |s: u32| Duration::seconds(i64::from(s));

@@ -18,3 +18,4 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod store;

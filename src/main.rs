@@ -38,14 +38,18 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        let app = app::build(&config, Arc::new(SystemClock)).await;
+        let app = app::build(&config, Arc::new(SystemClock))
+            .await
+            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
         for line in &app.banner {
             tracing::info!("{line}");
         }
         tracing::info!("listening on http://{}", listener.local_addr()?);
-        app::serve(listener, app.router, shutdown_signal())
+        app::serve(listener, app.router.clone(), shutdown_signal())
             .await
             .context("serving")?;
+        tracing::info!("stopping: writing what is queued and a final snapshot");
+        app.shutdown().await;
         tracing::info!("stopped");
         Ok(())
     })

@@ -219,7 +219,7 @@ fn check_name(field: &str, value: &str) -> Result<(), Rejection> {
 }
 
 /// One date of a created concert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Date {
     /// The date's id.
     pub id: DateId,
@@ -232,7 +232,7 @@ pub struct Date {
 }
 
 /// A created concert.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Concert {
     /// The concert's id.
     pub id: ConcertId,
@@ -268,7 +268,7 @@ pub enum CatalogEvent {
 }
 
 /// Every concert, and the next ids to give out.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CatalogState {
     concerts: BTreeMap<ConcertId, Arc<Concert>>,
     last_concert_id: u64,

@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The limits a date enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DateRules {
     /// How long a hold lasts.
     pub hold_ttl: chrono::Duration,
@@ -173,11 +173,13 @@ pub struct Pay {
 }
 
 /// The seats and reservations of one concert date.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DateState {
     date_id: DateId,
     concert_id: ConcertId,
     layout: Arc<Layout>,
+    /// Configuration, not state: not saved, set again on load.
+    #[serde(skip)]
     rules: DateRules,
     seats: Vec<Seat>,
     reservations: HashMap<ReservationId, Reservation>,
@@ -210,6 +212,16 @@ impl DateState {
             },
             layout,
         }
+    }
+
+    /// Replaces the limits (after loading a snapshot).
+    pub fn set_rules(&mut self, rules: DateRules) {
+        self.rules = rules;
+    }
+
+    /// The concert the date belongs to.
+    pub fn concert_id(&self) -> ConcertId {
+        self.concert_id
     }
 
     /// The date's id.

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 const SERVICE_SAMPLES_MAX: usize = 64;
 
 /// The limits a waiting room enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueRules {
     /// Most `ACTIVE` users at once.
     pub active_max: u32,
@@ -169,9 +169,11 @@ pub enum QueueEvent {
 }
 
 /// One concert's waiting room.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueState {
     concert_id: ConcertId,
+    /// Configuration, not state: not saved, set again on load.
+    #[serde(skip)]
     rules: QueueRules,
     entries: HashMap<UserId, Entry>,
     /// Waiting users by join order.
@@ -204,6 +206,11 @@ impl QueueState {
             sold_out: false,
             service_secs: VecDeque::new(),
         }
+    }
+
+    /// Replaces the limits (after loading a snapshot).
+    pub fn set_rules(&mut self, rules: QueueRules) {
+        self.rules = rules;
     }
 
     /// Number of waiting entries.

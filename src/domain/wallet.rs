@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use uuid::Uuid;
 
 /// The limits a wallet enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WalletRules {
     /// Largest single charge.
     pub charge_max: Won,
@@ -53,7 +53,7 @@ pub struct LedgerEntry {
 }
 
 /// A user's money.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// The balance.
     pub balance: Won,
@@ -103,7 +103,7 @@ pub enum WalletEvent {
     Charged(Charge),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct KeyRecord {
     request: KeyedRequest,
     receipt: Receipt,
@@ -111,8 +111,10 @@ struct KeyRecord {
 }
 
 /// The wallets of the users of one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WalletShard {
+    /// Configuration, not state: not saved, set again on load.
+    #[serde(skip)]
     rules: WalletRules,
     accounts: HashMap<UserId, Account>,
     keys: HashMap<(UserId, String), KeyRecord>,
@@ -129,6 +131,11 @@ impl WalletShard {
             keys: HashMap::new(),
             key_order: VecDeque::new(),
         }
+    }
+
+    /// Replaces the limits (after loading a snapshot).
+    pub fn set_rules(&mut self, rules: WalletRules) {
+        self.rules = rules;
     }
 
     /// A user's account; every user has one, empty until first used.

@@ -6,12 +6,10 @@
 //! concert and publishes them in the [`Directory`], which every reader consults
 //! without locking anything but a brief read lock.
 
-use super::Rules;
-use super::clock::Clock;
+use super::Context;
 use super::date::{DateDeps, DateHandle};
-use super::journal::Journal;
 use super::queue::QueueHandle;
-use super::views::{ConcertSummary, DateView, ReservationIndex};
+use super::views::{ConcertSummary, DateView};
 use crate::domain::catalog::Concert;
 use crate::domain::date::DateState;
 use crate::domain::queue::QueueState;
@@ -74,39 +72,39 @@ impl Directory {
         self.dates.get(&id).map(|d| d.clone())
     }
 
-    /// Starts the actors of a concert and publishes them.
+    /// Starts the actors of a concert from their states and publishes them.
     pub fn open(
         &self,
         concert: Arc<Concert>,
-        rules: &Rules,
-        clock: &Arc<dyn Clock>,
-        journal: &Journal,
-        index: &Arc<ReservationIndex>,
+        states: Vec<DateState>,
+        queue: QueueState,
+        context: &Context,
     ) -> Arc<ConcertEntry> {
+        assert_eq!(states.len(), concert.dates.len(), "one state per date");
         let dates: Vec<Arc<DateEntry>> = concert
             .dates
             .iter()
-            .map(|date| {
+            .zip(states)
+            .map(|(date, state)| {
+                assert_eq!(state.date_id(), date.id, "states come in date order");
                 let view = Arc::new(DateView::new(date.clone()));
-                let state = DateState::new(date.id, concert.id, date.layout.clone(), rules.date);
                 let deps = DateDeps {
                     view: view.clone(),
-                    index: index.clone(),
-                    clock: clock.clone(),
-                    journal: journal.clone(),
+                    index: context.index.clone(),
+                    clock: context.clock.clone(),
+                    journal: context.journal.clone(),
                 };
-                let handle = DateHandle::spawn(state, deps, rules.mailbox_len);
+                let handle = DateHandle::spawn(state, deps, context.rules.mailbox_len);
                 Arc::new(DateEntry { view, handle })
             })
             .collect();
         let views = dates.iter().map(|d| d.view.clone()).collect();
-        let state = QueueState::new(concert.id, rules.queue);
         let queue = QueueHandle::spawn(
-            state,
+            queue,
             views,
-            clock.clone(),
-            journal.clone(),
-            rules.mailbox_len,
+            context.clock.clone(),
+            context.journal.clone(),
+            context.rules.mailbox_len,
         );
         for (date, entry) in concert.dates.iter().zip(&dates) {
             self.dates.insert(date.id, entry.clone());

@@ -60,6 +60,7 @@ impl DateHandle {
     pub fn spawn(state: DateState, deps: DateDeps, mailbox_len: usize) -> Self {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
         let actor = DateActor { state, deps, inbox };
+        actor.load_views();
         tokio::spawn(actor.run());
         DateHandle { mailbox }
     }
@@ -117,14 +118,21 @@ impl DateActor {
             }
             let mut batch = Batch::default();
             let now = self.deps.clock.now();
-            if let Some(event) = self.state.expire_due(now) {
+            let expired = (!self.deps.journal.is_stopped())
+                .then(|| self.state.expire_due(now))
+                .flatten();
+            if let Some(event) = expired {
                 self.publish(&event);
                 batch.push(Event::Date(self.state.date_id(), event));
             }
             for message in messages.drain(..) {
-                self.handle(message, now, &mut batch);
+                if self.deps.journal.is_stopped() {
+                    refuse(message, &mut batch);
+                } else {
+                    self.handle(message, now, &mut batch);
+                }
             }
-            self.deps.journal.submit(batch);
+            self.deps.journal.submit(batch).await;
         }
     }
 
@@ -170,6 +178,15 @@ impl DateActor {
         }
     }
 
+    /// Shows the recovered state in the read views (at start).
+    fn load_views(&self) {
+        self.deps.view.load(self.state.reservations());
+        self.deps.view.show_counts(self.state.counts());
+        for reservation in self.state.reservations() {
+            self.deps.index.record(reservation);
+        }
+    }
+
     /// Updates the read views for every reservation an event touched.
     fn publish(&self, event: &DateEvent) {
         match event {
@@ -193,5 +210,14 @@ impl DateActor {
         self.deps.view.show(reservation);
         self.deps.view.show_counts(self.state.counts());
         self.deps.index.record(reservation);
+    }
+}
+
+/// Answers a message without applying it: the write path has stopped.
+fn refuse(message: DateMessage, batch: &mut Batch) {
+    match message {
+        DateMessage::Hold { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+        DateMessage::Cancel { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+        DateMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
     }
 }

@@ -21,12 +21,13 @@ pub mod views;
 pub mod wallet;
 
 use crate::domain::catalog::{CatalogCommand, CatalogRules, CatalogState, ConcertSpec};
-use crate::domain::date::{DateRules, Payment, Reservation};
-use crate::domain::queue::{EntryView, QueueRules};
-use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind, WalletRules, WalletShard};
+use crate::domain::date::{DateRules, DateState, Payment, Reservation};
+use crate::domain::queue::{EntryView, QueueRules, QueueState};
+use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind, WalletRules};
 use crate::domain::{
     ConcertId, DateId, Event, Rejection, ReservationId, SeatId, Timestamp, UserId, Won,
 };
+use crate::store::image::Image;
 use catalog::{ConcertEntry, Directory};
 use clock::Clock;
 use journal::Journal;
@@ -68,75 +69,137 @@ pub struct Rules {
     pub wallet_shards: usize,
 }
 
+/// What every actor is started with.
+#[derive(Clone)]
+pub struct Context {
+    /// The limits.
+    pub rules: Rules,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where batches go.
+    pub journal: Journal,
+    /// The reservation index the date actors write.
+    pub index: Arc<ReservationIndex>,
+}
+
 /// The running engine.
 pub struct Engine {
-    rules: Rules,
-    clock: Arc<dyn Clock>,
-    journal: Journal,
+    context: Context,
     catalog: tokio::sync::Mutex<CatalogState>,
     directory: Arc<Directory>,
-    index: Arc<ReservationIndex>,
     wallets: Vec<WalletHandle>,
 }
 
 impl Engine {
-    /// Starts an empty engine (the wallet shards; concerts start as they are created).
-    pub fn start(rules: Rules, clock: Arc<dyn Clock>) -> Arc<Engine> {
-        assert!(rules.wallet_shards > 0, "at least one wallet shard");
-        let journal = Journal::default();
-        let directory = Arc::new(Directory::default());
+    /// Starts the actors of every owner in `image` (recovered, or empty).
+    pub fn start(
+        rules: Rules,
+        clock: Arc<dyn Clock>,
+        journal: Journal,
+        image: Image,
+    ) -> Arc<Engine> {
+        assert_eq!(
+            image.wallets.len(),
+            rules.wallet_shards,
+            "one state per wallet shard"
+        );
         let index = Arc::new(ReservationIndex::default());
-        let wallets = (0..rules.wallet_shards)
-            .map(|_| {
-                let deps = WalletDeps {
-                    directory: directory.clone(),
-                    index: index.clone(),
-                    clock: clock.clone(),
-                    journal: journal.clone(),
-                };
-                WalletHandle::spawn(WalletShard::new(rules.wallet), deps, rules.mailbox_len)
-            })
-            .collect();
-        Arc::new(Engine {
+        let context = Context {
             rules,
             clock,
             journal,
-            catalog: tokio::sync::Mutex::new(CatalogState::default()),
-            directory,
             index,
+        };
+        let Image {
+            catalog,
+            mut dates,
+            mut queues,
+            wallets,
+            ..
+        } = image;
+        let directory = Arc::new(Directory::default());
+        let now = context.clock.now();
+        for concert in catalog.concerts() {
+            let states = concert
+                .dates
+                .iter()
+                .map(|d| dates.remove(&d.id).expect("every date has a state"))
+                .collect();
+            let mut queue = queues
+                .remove(&concert.id)
+                .expect("every concert has a queue");
+            // Polls are not logged: every waiting entry gets a full idle window again.
+            queue.refresh_idle(now);
+            directory.open(concert.clone(), states, queue, &context);
+        }
+        let wallets = wallets
+            .into_iter()
+            .map(|shard| {
+                let deps = WalletDeps {
+                    directory: directory.clone(),
+                    index: context.index.clone(),
+                    clock: context.clock.clone(),
+                    journal: context.journal.clone(),
+                };
+                WalletHandle::spawn(shard, deps, rules.mailbox_len)
+            })
+            .collect();
+        let catalog = tokio::sync::Mutex::new(catalog);
+        Arc::new(Engine {
+            context,
+            catalog,
+            directory,
             wallets,
         })
     }
 
+    /// An engine with no data and an in-memory journal (tests, engine benchmarks).
+    pub fn in_memory(rules: Rules, clock: Arc<dyn Clock>) -> Arc<Engine> {
+        Self::start(rules, clock, Journal::in_memory(), Image::empty(&rules))
+    }
+
     /// The engine's current time.
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.context.clock.now()
     }
 
     /// The limits in force.
     pub fn rules(&self) -> &Rules {
-        &self.rules
+        &self.context.rules
     }
 
     /// Events committed since start.
     pub fn events_total(&self) -> u64 {
-        self.journal.events_total()
+        self.context.journal.events_total()
+    }
+
+    /// The journal (to snapshot or stop the write path).
+    pub fn journal(&self) -> &Journal {
+        &self.context.journal
     }
 
     /// Creates a concert and starts its actors.
     pub async fn create_concert(&self, spec: ConcertSpec) -> Result<ConcertSummary, Error> {
         let mut catalog = self.catalog.lock().await;
-        let event = catalog.apply(CatalogCommand::Create(spec), self.rules.catalog, self.now())?;
+        let event = catalog.apply(
+            CatalogCommand::Create(spec),
+            self.context.rules.catalog,
+            self.now(),
+        )?;
         let crate::domain::catalog::CatalogEvent::ConcertCreated { concert_id, .. } = &event;
         let concert = catalog.concert(*concert_id).expect("just created").clone();
-        self.journal.commit(vec![Event::Catalog(event)]).await?;
-        let entry = self.directory.open(
-            concert,
-            &self.rules,
-            &self.clock,
-            &self.journal,
-            &self.index,
-        );
+        self.context
+            .journal
+            .commit(vec![Event::Catalog(event)])
+            .await?;
+        let rules = &self.context.rules;
+        let states = concert
+            .dates
+            .iter()
+            .map(|d| DateState::new(d.id, concert.id, d.layout.clone(), rules.date))
+            .collect();
+        let queue = QueueState::new(concert.id, rules.queue);
+        let entry = self.directory.open(concert, states, queue, &self.context);
         Ok(entry.summary(self.now()))
     }
 
@@ -223,7 +286,8 @@ impl Engine {
     /// A user's reservations, newest first, with their status now.
     pub fn reservations(&self, user: UserId) -> Vec<Reservation> {
         let now = self.now();
-        self.index
+        self.context
+            .index
             .of_user(user)
             .into_iter()
             .map(|r| as_of(r, now))
@@ -233,6 +297,7 @@ impl Engine {
     /// One of the user's reservations, with its status now.
     pub fn reservation(&self, user: UserId, id: ReservationId) -> Result<Reservation, Error> {
         let reservation = self
+            .context
             .index
             .get(id)
             .filter(|r| r.user == user)
@@ -268,7 +333,7 @@ impl Engine {
     }
 
     fn wallet(&self, user: UserId) -> &WalletHandle {
-        &self.wallets[(user.0 % self.wallets.len() as u64) as usize]
+        &self.wallets[crate::store::image::wallet_shard(user, self.wallets.len())]
     }
 
     /// A user's balance.

@@ -177,11 +177,14 @@ impl QueueActor {
                 self.handle(message, now, &mut batch);
                 self.advance(now, &mut batch);
             }
-            self.journal.submit(batch);
+            self.journal.submit(batch).await;
         }
     }
 
     fn advance(&mut self, now: Timestamp, batch: &mut Batch) {
+        if self.journal.is_stopped() {
+            return; // Nothing changes once nothing can be logged.
+        }
         let sold_out = self.dates.iter().all(|date| date.is_sold_out());
         let concert_id = self.dates[0].date.concert_id;
         for event in self.state.advance(now, sold_out) {
@@ -190,6 +193,18 @@ impl QueueActor {
     }
 
     fn handle(&mut self, message: QueueMessage, now: Timestamp, batch: &mut Batch) {
+        let message = match message {
+            QueueMessage::Join { reply, .. } if self.journal.is_stopped() => {
+                return batch.reply(reply, Err(Error::Unavailable));
+            }
+            QueueMessage::Leave { reply, .. } if self.journal.is_stopped() => {
+                return batch.reply(reply, Err(Error::Unavailable));
+            }
+            QueueMessage::Poll { user, reply } if self.journal.is_stopped() => {
+                return batch.reply(reply, self.state.view(user).map_err(Error::from));
+            }
+            message => message,
+        };
         let concert_id = self.dates[0].date.concert_id;
         let log = |event: Option<QueueEvent>, batch: &mut Batch| {
             if let Some(event) = event {

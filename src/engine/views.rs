@@ -64,6 +64,25 @@ impl DateView {
         }
     }
 
+    /// Shows recovered reservations (at start, on a fresh view): live holds and sales.
+    pub(super) fn load<'a>(&self, reservations: impl Iterator<Item = &'a Reservation>) {
+        let mut deadlines = self.deadlines.lock();
+        for reservation in reservations {
+            let deadline = millis(reservation.expires_at);
+            let word = match reservation.status {
+                ReservationStatus::Held => {
+                    *deadlines.entry(deadline).or_default() += reservation.seats.len() as u32;
+                    (HELD << STATUS_SHIFT) | deadline
+                }
+                ReservationStatus::Paid => SOLD << STATUS_SHIFT,
+                ReservationStatus::Expired | ReservationStatus::Cancelled => continue,
+            };
+            for seat in &reservation.seats {
+                self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
+            }
+        }
+    }
+
     /// Shows a reservation's seats as its status now says (called once per change).
     pub(super) fn show(&self, reservation: &Reservation) {
         let deadline = millis(reservation.expires_at);

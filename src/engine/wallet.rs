@@ -146,11 +146,23 @@ impl WalletActor {
             for message in messages.drain(..) {
                 self.handle(message, now, &mut batch).await;
             }
-            self.deps.journal.submit(batch);
+            self.deps.journal.submit(batch).await;
         }
     }
 
     async fn handle(&mut self, message: WalletMessage, now: Timestamp, batch: &mut Batch) {
+        if self.deps.journal.is_stopped() {
+            // Nothing changes once nothing can be logged; reads are still answered.
+            match message {
+                WalletMessage::Charge { reply, .. } => {
+                    return batch.reply(reply, Err(Error::Unavailable));
+                }
+                WalletMessage::Pay { reply, .. } => {
+                    return batch.reply(reply, Err(Error::Unavailable));
+                }
+                _ => {}
+            }
+        }
         match message {
             WalletMessage::Charge {
                 user,

@@ -54,7 +54,12 @@ pub struct Server {
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub auth: Arc<Auth>,
+    pub config: Config,
+    pub engine: Arc<boxoffice::engine::Engine>,
+    /// The data directory, removed when the last server using it is gone.
+    pub dir: Arc<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Drop for Server {
@@ -81,14 +86,26 @@ impl Server {
 
     /// A server whose configuration `adjust` changes first.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Server {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
         let mut config = test_config();
+        config.data_dir = dir.path().to_owned();
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let app = app::build(&config, clock.clone()).await;
+        Self::start_on(config, clock, dir).await
+    }
+
+    async fn start_on(
+        config: Config,
+        clock: Arc<ManualClock>,
+        dir: Arc<tempfile::TempDir>,
+    ) -> Server {
+        let app = app::build(&config, clock.clone())
+            .await
+            .expect("the data directory opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app::serve(listener, app.router, async {
+        let serving = tokio::spawn(app::serve(listener, app.router, async {
             let _ = stopped.await;
         }));
         Server {
@@ -96,8 +113,30 @@ impl Server {
             http: reqwest::Client::new(),
             clock,
             auth: app.auth,
+            config,
+            engine: app.engine,
+            dir,
             shutdown: Some(stop),
+            serving: Some(serving),
         }
+    }
+
+    /// Stops cleanly (no new requests, in-flight ones finish, final snapshot) and
+    /// starts again on the same data directory and clock.
+    pub async fn restart(mut self) -> Server {
+        self.stop().await;
+        Self::start_on(self.config.clone(), self.clock.clone(), self.dir.clone()).await
+    }
+
+    /// Stops cleanly, releasing the data directory.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.shutdown.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.unwrap().unwrap();
+        }
+        self.engine.journal().stop().await;
     }
 
     /// A valid token for `user`.

@@ -1,0 +1,117 @@
+//! [`Image`]: the whole durable state in one value: what a snapshot holds, what
+//! recovery rebuilds, and what the engine starts its actors from.
+//!
+//! [`Image::apply`] routes each logged event to its owners' `replay`, the same code
+//! the actors use live; [`Event::Paid`] goes to the date, the wallet and the queue.
+
+use crate::domain::catalog::{CatalogEvent, CatalogState};
+use crate::domain::date::DateState;
+use crate::domain::queue::QueueState;
+use crate::domain::wallet::WalletShard;
+use crate::domain::{ConcertId, DateId, Event, UserId};
+use crate::engine::Rules;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every owner's state after the event with sequence number `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Image {
+    /// The last event applied (0: none).
+    pub seq: u64,
+    /// Concerts.
+    pub catalog: CatalogState,
+    /// Every date's seats and reservations.
+    pub dates: BTreeMap<DateId, DateState>,
+    /// Every concert's waiting room.
+    pub queues: BTreeMap<ConcertId, QueueState>,
+    /// Wallet shards (user id modulo their number).
+    pub wallets: Vec<WalletShard>,
+}
+
+/// Which wallet shard owns a user.
+pub fn wallet_shard(user: UserId, shards: usize) -> usize {
+    (user.0 % shards as u64) as usize
+}
+
+impl Image {
+    /// The state of a new data directory.
+    pub fn empty(rules: &Rules) -> Image {
+        Image {
+            seq: 0,
+            catalog: CatalogState::default(),
+            dates: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            wallets: (0..rules.wallet_shards)
+                .map(|_| WalletShard::new(rules.wallet))
+                .collect(),
+        }
+    }
+
+    /// Puts the configured limits into every owner (after loading a snapshot, which
+    /// does not store configuration), and re-shards wallets if their number changed.
+    pub fn set_rules(&mut self, rules: &Rules) {
+        for date in self.dates.values_mut() {
+            date.set_rules(rules.date);
+        }
+        for queue in self.queues.values_mut() {
+            queue.set_rules(rules.queue);
+        }
+        assert_eq!(
+            self.wallets.len(),
+            rules.wallet_shards,
+            "the wallet shard count is fixed"
+        );
+        for shard in &mut self.wallets {
+            shard.set_rules(rules.wallet);
+        }
+    }
+
+    /// Applies the event with sequence number `seq`.
+    pub fn apply(&mut self, seq: u64, event: &Event, rules: &Rules) {
+        assert_eq!(seq, self.seq + 1, "events apply in sequence");
+        self.seq = seq;
+        match event {
+            Event::Catalog(event) => {
+                self.catalog.replay(event);
+                let CatalogEvent::ConcertCreated { concert_id, .. } = event;
+                let concert = self.catalog.concert(*concert_id).expect("just replayed");
+                for date in &concert.dates {
+                    let state =
+                        DateState::new(date.id, concert.id, date.layout.clone(), rules.date);
+                    self.dates.insert(date.id, state);
+                }
+                self.queues
+                    .insert(concert.id, QueueState::new(concert.id, rules.queue));
+            }
+            Event::Date(date, event) => self
+                .dates
+                .get_mut(date)
+                .expect("a logged date exists")
+                .replay(event),
+            Event::Queue(concert, event) => {
+                self.queues
+                    .get_mut(concert)
+                    .expect("a logged concert exists")
+                    .replay(event);
+            }
+            Event::Wallet(event) => {
+                let crate::domain::wallet::WalletEvent::Charged(charge) = event;
+                let shard = wallet_shard(charge.user, self.wallets.len());
+                self.wallets[shard].replay(event);
+            }
+            Event::Paid(payment) => {
+                self.dates
+                    .get_mut(&payment.date_id)
+                    .expect("a paid date exists")
+                    .replay_payment(payment);
+                let shard = wallet_shard(payment.user, self.wallets.len());
+                self.wallets[shard].replay_payment(payment);
+                let queue = self
+                    .queues
+                    .get_mut(&payment.concert_id)
+                    .expect("a paid concert exists");
+                queue.replay_payment(payment);
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Durability: the append log, snapshots and recovery.
+//!
+//! # The data directory
+//!
+//! `--data-dir` (default `./snapshots`) holds:
+//! - `LOCK`: held (with an OS file lock) by the running server; a second server on
+//!   the same directory refuses to start;
+//! - log segments `{first sequence number, 20 digits}.log`;
+//! - snapshots `{last sequence number, 20 digits}.snapshot` (the two newest are kept;
+//!   `*.snapshot.tmp` files are unfinished writes and are removed at start).
+//!
+//! # Log segment format (version 1)
+//!
+//! A segment starts with a 16-byte header: the magic `BOXOLOG1` (8 bytes), the format
+//! version as a little-endian `u32` (1), and 4 zero bytes. Records follow back to
+//! back, each:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | payload length `n`, `u32` LE, at most 16 MiB |
+//! | 4 | CRC-32 (IEEE) of the 8 sequence bytes followed by the payload, `u32` LE |
+//! | 8 | sequence number, `u64` LE: 1 for the first event ever, then +1 per record |
+//! | n | payload: one [`crate::domain::Event`], bincode 2 (standard config) via serde |
+//!
+//! Segments are named after their first record's sequence number; together they hold
+//! one gapless run of sequence numbers. The writer appends whole batches with one
+//! `write` and one `fdatasync` (group commit) and only then releases the replies of the
+//! batches in it; a new segment starts when the current one passes 64 MiB.
+//!
+//! # Snapshot format (version 1)
+//!
+//! The magic `BOXSNAP1` (8 bytes), the version `u32` LE (1), 4 zero bytes, the sequence
+//! number of the last event it includes (`u64` LE), the payload length (`u64` LE), the
+//! CRC-32 of the payload (`u32` LE), then the payload: a [`image::Image`], bincode 2 via
+//! serde. It is written to `*.snapshot.tmp`, fsynced, renamed, and the directory fsynced.
+//! Snapshots are taken from a replica that applies the durable events in log order
+//! (see [`shadow`]), so a snapshot is exactly the state after a prefix of the log and
+//! taking one never pauses an actor.
+//!
+//! # Recovery
+//!
+//! The newest snapshot that reads back whole (magic, version, length, checksum, decode)
+//! is the base; a damaged newer one is skipped with a warning. Then every record after
+//! the base's sequence number is replayed through the same `replay` code the live path
+//! uses. A record cut short or failing its checksum at the very end of the newest
+//! segment is a torn write: the segment is truncated there, with a warning. A damaged
+//! record followed by any valid one, a gap in the sequence numbers, or a log that no
+//! longer reaches back to the base: recovery refuses to start and names the file and
+//! byte offset.
+
+pub mod format;
+pub mod image;
+pub mod log;
+pub mod recovery;
+pub mod shadow;
+pub mod snapshot;
+
+use std::path::PathBuf;
+
+/// Why the store could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The log or a snapshot is damaged in a way recovery must not paper over.
+    #[error("{path} at byte {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another server holds the data directory.
+    #[error("{0} is in use by another boxoffice process")]
+    Locked(PathBuf),
+}
+
+impl StoreError {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}
+
+/// When to fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncPolicy {
+    /// After every batch, before any reply (durable).
+    Always,
+    /// Never: for benchmarks only; a crash loses acknowledged actions.
+    Never,
+}
+
+/// Settings of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// When to fsync.
+    pub fsync: FsyncPolicy,
+    /// Take a snapshot after this many events.
+    pub snapshot_every_events: u64,
+    /// Take a snapshot at least this often when anything changed.
+    pub snapshot_interval: std::time::Duration,
+}
+
+/// Fsyncs a directory so that renames and new files in it are durable.
+pub fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(dir))
+}
+
+/// An open store: the recovered state and the running writer and replica threads.
+pub struct Opened {
+    /// The state to start the actors from.
+    pub image: image::Image,
+    /// Records replayed from the log on top of the snapshot.
+    pub replayed: u64,
+    /// Where batches go.
+    pub writer: tokio::sync::mpsc::Sender<log::ToWriter>,
+    /// Set once the write path has stopped (failure or shutdown).
+    pub stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Locks and recovers the data directory, then starts the log writer and the replica.
+pub fn open(options: &StoreOptions, rules: &crate::engine::Rules) -> Result<Opened, StoreError> {
+    let lock = recovery::lock(&options.dir)?;
+    let recovered = recovery::recover(&options.dir, rules)?;
+    let next_seq = recovered.image.seq + 1;
+    let (to_shadow, shadow_inbox) = std::sync::mpsc::sync_channel(shadow::INBOX_LEN);
+    let replica = shadow::Shadow {
+        image: recovered.image.clone(),
+        rules: *rules,
+        dir: options.dir.clone(),
+        every_events: options.snapshot_every_events,
+        interval: options.snapshot_interval,
+        snapshot_seq: recovered.image.seq - recovered.replayed,
+    };
+    std::thread::Builder::new()
+        .name("snapshots".into())
+        .spawn(move || replica.run(shadow_inbox))
+        .map_err(StoreError::io(&options.dir))?;
+    let (writer, stopped, _thread) =
+        log::LogWriter::spawn(&options.dir, options.fsync, next_seq, lock, to_shadow)?;
+    Ok(Opened {
+        image: recovered.image,
+        replayed: recovered.replayed,
+        writer,
+        stopped,
+    })
+}

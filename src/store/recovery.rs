@@ -1,0 +1,182 @@
+//! Rebuilding the state at start: the newest whole snapshot, then the log after it
+//! (rules in the module docs of [`crate::store`]).
+
+use super::format::{self, Record};
+use super::image::Image;
+use super::snapshot;
+use super::{StoreError, sync_dir};
+use crate::engine::Rules;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// What recovery found.
+pub struct Recovered {
+    /// The state after the last valid record.
+    pub image: Image,
+    /// How many log records were replayed on top of the snapshot.
+    pub replayed: u64,
+}
+
+/// Takes the OS lock on the data directory (creating it if needed).
+pub fn lock(dir: &Path) -> Result<File, StoreError> {
+    std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+    let path = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StoreError::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Io { path, source: e }),
+    }
+}
+
+/// Recovers the state in `dir` (which the caller has locked).
+pub fn recover(dir: &Path, rules: &Rules) -> Result<Recovered, StoreError> {
+    snapshot::remove_temporaries(dir)?;
+    let mut image = newest_snapshot(dir)?.unwrap_or_else(|| Image::empty(rules));
+    image.set_rules(rules);
+    let base = image.seq;
+    let segments = snapshot::numbered_files(dir, ".log")?;
+    for (i, (first, path)) in segments.iter().enumerate() {
+        let next_first = segments.get(i + 1).map(|(seq, _)| *seq);
+        if next_first.is_some_and(|next| next <= image.seq + 1) {
+            continue; // Every record in it is already in the snapshot.
+        }
+        if *first > image.seq + 1 {
+            return Err(corrupt(
+                path,
+                0,
+                format!(
+                    "the log resumes at {first}, but the state ends at {}",
+                    image.seq
+                ),
+            ));
+        }
+        replay_segment(path, *first, next_first.is_none(), &mut image, rules)?;
+    }
+    remove_empty_tail(dir, &segments, image.seq)?;
+    Ok(Recovered {
+        replayed: image.seq - base,
+        image,
+    })
+}
+
+fn newest_snapshot(dir: &Path) -> Result<Option<Image>, StoreError> {
+    for (seq, path) in snapshot::list(dir)?.into_iter().rev() {
+        let bytes = std::fs::read(&path).map_err(StoreError::io(&path))?;
+        match format::decode_snapshot::<Image>(&bytes) {
+            Ok((header_seq, image)) if header_seq == seq && image.seq == seq => {
+                return Ok(Some(image));
+            }
+            Ok(_) => tracing::warn!(
+                "{}: sequence numbers disagree; using an older snapshot",
+                path.display()
+            ),
+            Err(why) => tracing::warn!("{}: {why}; using an older snapshot", path.display()),
+        }
+    }
+    Ok(None)
+}
+
+fn replay_segment(
+    path: &Path,
+    first: u64,
+    is_last: bool,
+    image: &mut Image,
+    rules: &Rules,
+) -> Result<(), StoreError> {
+    let bytes = std::fs::read(path).map_err(StoreError::io(path))?;
+    if bytes.len() < format::SEGMENT_HEADER_LEN && is_last {
+        tracing::warn!(
+            "{}: torn segment header; removing the segment",
+            path.display()
+        );
+        return truncate(path, 0);
+    }
+    format::check_segment_header(&bytes).map_err(|why| corrupt(path, 0, why))?;
+    let mut offset = format::SEGMENT_HEADER_LEN;
+    let mut expected = first;
+    while offset < bytes.len() {
+        let why = match format::decode_record(&bytes[offset..]) {
+            Record::Valid { seq, event, len } => {
+                if seq != expected {
+                    return Err(corrupt(
+                        path,
+                        offset as u64,
+                        format!("sequence number {seq}, expected {expected}"),
+                    ));
+                }
+                if seq > image.seq {
+                    image.apply(seq, &event, rules);
+                }
+                expected += 1;
+                offset += len;
+                continue;
+            }
+            Record::Truncated => "record cut short".to_owned(),
+            Record::Damaged(why) => why,
+        };
+        if is_last && !valid_record_follows(&bytes[offset + 1..], expected) {
+            tracing::warn!(
+                "{} at byte {offset}: {why}; torn tail of {} bytes cut off",
+                path.display(),
+                bytes.len() - offset
+            );
+            return truncate(path, offset as u64);
+        }
+        return Err(corrupt(
+            path,
+            offset as u64,
+            format!("{why}, and valid records follow"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a valid record with a sequence number from `from_seq` on starts anywhere in
+/// `bytes` (damage in the middle of the log rather than a torn tail).
+fn valid_record_follows(bytes: &[u8], from_seq: u64) -> bool {
+    let plausible = from_seq..from_seq.saturating_add(bytes.len() as u64);
+    (0..bytes.len().saturating_sub(format::RECORD_HEADER_LEN)).any(|at| {
+        let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().expect("8 bytes"));
+        plausible.contains(&seq)
+            && matches!(format::decode_record(&bytes[at..]), Record::Valid { .. })
+    })
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
+    let file = File::options()
+        .write(true)
+        .open(path)
+        .map_err(StoreError::io(path))?;
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(StoreError::io(path))
+}
+
+/// Removes trailing segments holding no records (the writer starts a new one).
+fn remove_empty_tail(
+    dir: &Path,
+    segments: &[(u64, PathBuf)],
+    last_seq: u64,
+) -> Result<(), StoreError> {
+    for (first, path) in segments.iter().rev() {
+        if *first <= last_seq {
+            break;
+        }
+        std::fs::remove_file(path).map_err(StoreError::io(path))?;
+    }
+    sync_dir(dir)
+}
+
+fn corrupt(path: &Path, offset: u64, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        reason,
+    }
+}
