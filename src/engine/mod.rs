@@ -276,10 +276,14 @@ impl Engine {
         let concert = self.concert_entry(date.view.date.concert_id)?;
         concert.queue.require_active(user).await?;
         let reservation = date.handle.hold(user, seats).await?;
-        concert
+        // The seats are held and logged: the hold succeeded. Should the room not take
+        // note (overloaded), the entry just ends with its active window instead.
+        let noted = concert
             .queue
-            .note_hold(user, reservation.id, reservation.expires_at)
-            .await?;
+            .note_hold(user, reservation.id, reservation.expires_at);
+        if let Err(e) = noted.await {
+            tracing::warn!(%user, reservation = %reservation.id, "hold not noted by the queue: {e}");
+        }
         Ok(reservation)
     }
 
@@ -314,7 +318,10 @@ impl Engine {
             .ok_or(Error::Unavailable)?;
         if let Some(cancelled) = date.handle.cancel(user, id).await? {
             let concert = self.concert_entry(cancelled.concert_id)?;
-            concert.queue.release_hold(user, id).await?;
+            // The hold is released and logged; the room forgetting it is bookkeeping.
+            if let Err(e) = concert.queue.release_hold(user, id).await {
+                tracing::warn!(%user, reservation = %id, "cancel not noted by the queue: {e}");
+            }
         }
         Ok(())
     }
