@@ -44,6 +44,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         banner.push(format!("admin key: {key}"));
         key
     });
+    let generated_jwt_secret = config.jwt_secret.is_none();
     let jwt_secret = config.jwt_secret.clone().unwrap_or_else(|| {
         let note = "JWT secret: generated for this run (set --jwt-secret to keep tokens valid)";
         banner.push(note.to_owned());
@@ -61,18 +62,17 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     banner.insert(0, recovered);
     let journal = Journal::durable(opened.writer, opened.stopped);
     let engine = Engine::start(rules, clock, journal, opened.image);
-    if demo {
+    // A secret nobody knows would lock every user out: tell tokens signed with it.
+    if generated_jwt_secret {
         for user in 1..=3 {
             let token = auth.token(UserId(user), DEMO_TOKEN_TTL_SECS);
             banner.push(format!("token for user {user}: {token}"));
         }
-        if engine.concerts().is_empty() {
-            match engine.create_concert(demo_concert(engine.now())).await {
-                Ok(concert) => {
-                    banner.push(format!("demo concert {}: {:?}", concert.id, concert.title))
-                }
-                Err(e) => tracing::warn!("could not create the demo concert: {e}"),
-            }
+    }
+    if demo && engine.concerts().is_empty() {
+        match engine.create_concert(demo_concert(engine.now())).await {
+            Ok(concert) => banner.push(format!("demo concert {}: {:?}", concert.id, concert.title)),
+            Err(e) => tracing::warn!("could not create the demo concert: {e}"),
         }
     }
     let state = AppState {

@@ -70,21 +70,15 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts the writer thread on a new segment beginning at `next_seq`.
+    /// Starts the writer thread on a new segment beginning at `next_seq`; returns where
+    /// to send it work and the flag it sets once the write path has stopped.
     pub fn spawn(
         dir: &Path,
         fsync: FsyncPolicy,
         next_seq: u64,
         lock: File,
         shadow: std::sync::mpsc::SyncSender<ShadowMessage>,
-    ) -> Result<
-        (
-            mpsc::Sender<ToWriter>,
-            Arc<AtomicBool>,
-            std::thread::JoinHandle<()>,
-        ),
-        StoreError,
-    > {
+    ) -> Result<(mpsc::Sender<ToWriter>, Arc<AtomicBool>), StoreError> {
         let (segment, segment_path) = create_segment(dir, next_seq)?;
         let stopped = Arc::new(AtomicBool::new(false));
         let writer = LogWriter {
@@ -99,11 +93,11 @@ impl LogWriter {
             _lock: lock,
         };
         let (sender, inbox) = mpsc::channel(INBOX_LEN);
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || writer.run(inbox))
             .map_err(StoreError::io(dir))?;
-        Ok((sender, stopped, thread))
+        Ok((sender, stopped))
     }
 
     fn run(mut self, mut inbox: mpsc::Receiver<ToWriter>) {

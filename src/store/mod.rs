@@ -150,7 +150,7 @@ pub fn open(options: &StoreOptions, rules: &crate::engine::Rules) -> Result<Open
         .name("snapshots".into())
         .spawn(move || replica.run(shadow_inbox))
         .map_err(StoreError::io(&options.dir))?;
-    let (writer, stopped, _thread) =
+    let (writer, stopped) =
         log::LogWriter::spawn(&options.dir, options.fsync, next_seq, lock, to_shadow)?;
     Ok(Opened {
         image: recovered.image,

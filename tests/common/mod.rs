@@ -72,10 +72,11 @@ impl Drop for Server {
 
 /// The configuration test servers start from.
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.admin_key = Some(ADMIN_KEY.into());
-    config.jwt_secret = Some(JWT_SECRET.into());
-    config
+    Config {
+        admin_key: Some(ADMIN_KEY.into()),
+        jwt_secret: Some(JWT_SECRET.into()),
+        ..Config::default()
+    }
 }
 
 impl Server {

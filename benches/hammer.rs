@@ -1,0 +1,469 @@
+//! The load test: thousands of users fighting over one seat, then a flash sale.
+//!
+//! `cargo bench --bench hammer [-- --users 2000 --connections 64 --duration-secs 10
+//! --mode all --fsync always --url http://host:port]`
+//!
+//! It starts the real server in-process on port 0 with a temporary data directory
+//! (durable: `--fsync always` unless told otherwise), or aims at a running server with
+//! `--url` (then pass `--admin-key` and `--jwt-secret`, and the server must admit at
+//! least `--users` at once: `--queue-active-max`). It creates a concert, makes N users
+//! and admits them, then:
+//! - **empty**: C connections call an empty axum handler for D seconds: the yardstick,
+//!   what this machine's HTTP stack and this client can do at all;
+//! - **one seat**: C connections hold one seat for D seconds; exactly one request may
+//!   win (the run exits non-zero otherwise);
+//! - **flash sale**: every user holds a seat of their own, then pays for it.
+//!
+//! Expected, on the 2-core machine with this generator sharing the cores: the one-seat
+//! hammer at ≥ 0.75× the empty handler's requests per second (a losing hold is two
+//! actor round trips and a 409, no disk), the durable flash sale at ≥ 0.5× (every hold
+//! and payment waits for a group-committed fsync of ~0.15 ms, shared by the batch), and
+//! p99 ≤ 10 ms at 64 connections.
+
+use boxoffice::app;
+use boxoffice::config::Config;
+use boxoffice::engine::clock::SystemClock;
+use boxoffice::store::FsyncPolicy;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Parser)]
+#[command(about = "boxoffice load test")]
+struct Args {
+    /// Users to create and admit.
+    #[arg(long, default_value_t = 2000)]
+    users: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds each timed phase runs.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Which phases: all, empty, one-seat, flash-sale.
+    #[arg(long, default_value = "all")]
+    mode: String,
+    /// Fsync policy of the in-process server.
+    #[arg(long, value_enum, default_value_t = FsyncPolicy::Always)]
+    fsync: FsyncPolicy,
+    /// Aim at a running server instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// The running server's admin key (with --url).
+    #[arg(long, default_value = "hammer-admin")]
+    admin_key: String,
+    /// The running server's JWT secret (with --url).
+    #[arg(long, default_value = "hammer-secret")]
+    jwt_secret: String,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// What one timed phase measured.
+struct Phase {
+    name: &'static str,
+    requests: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+    statuses: BTreeMap<u16, u64>,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self, yardstick: Option<&Phase>) {
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        let ratio = yardstick.map_or(String::new(), |y| {
+            format!("  ({:.2}x empty)", self.rps() / y.rps())
+        });
+        println!(
+            "{:<12} {:>9.0} req/s{ratio}  p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  statuses {:?}",
+            self.name,
+            self.rps(),
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            self.statuses
+        );
+    }
+}
+
+struct Target {
+    base: String,
+    http: reqwest::Client,
+    admin_key: String,
+    jwt_secret: String,
+}
+
+impl Target {
+    fn token(&self, user: u64) -> String {
+        boxoffice::http::auth::token_for_secret(
+            &self.jwt_secret,
+            boxoffice::domain::UserId(user),
+            3600,
+        )
+    }
+
+    async fn post(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await;
+        match response {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+}
+
+/// Runs `request(user, i)` from `connections` tasks until `until` says stop; returns the phase.
+async fn timed<F, Fut>(name: &'static str, connections: usize, stop: Stop, request: F) -> Phase
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u16> + Send,
+{
+    let request = Arc::new(request);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let progress = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let n = done.load(Ordering::Relaxed);
+                eprint!(
+                    "\r  {name}: {n} requests, {:.0} req/s   ",
+                    n as f64 / started.elapsed().as_secs_f64()
+                );
+            }
+        })
+    };
+    let tasks: Vec<_> = (0..connections)
+        .map(|task| {
+            let (request, done, stop) = (request.clone(), done.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+                let mut statuses = BTreeMap::new();
+                let mut i = 0;
+                while let Some(n) = stop.next(started) {
+                    let _ = n;
+                    let sent = Instant::now();
+                    let status = request(task, i).await;
+                    latency.saturating_record(sent.elapsed().as_micros() as u64);
+                    *statuses.entry(status).or_insert(0u64) += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                (latency, statuses)
+            })
+        })
+        .collect();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut statuses = BTreeMap::new();
+    for task in tasks {
+        let (l, s) = task.await.unwrap();
+        latency.add(l).unwrap();
+        for (k, v) in s {
+            *statuses.entry(k).or_insert(0) += v;
+        }
+    }
+    let elapsed = started.elapsed();
+    progress.abort();
+    eprintln!();
+    Phase {
+        name,
+        requests: statuses.values().sum(),
+        elapsed,
+        latency,
+        statuses,
+    }
+}
+
+/// When a phase ends: after a duration, or after a number of requests in all.
+#[derive(Clone)]
+enum Stop {
+    After(Duration),
+    Count(Arc<AtomicUsize>, usize),
+}
+
+impl Stop {
+    fn next(&self, started: Instant) -> Option<usize> {
+        match self {
+            Stop::After(d) => (started.elapsed() < *d).then_some(0),
+            Stop::Count(next, total) => {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                (n < *total).then_some(n)
+            }
+        }
+    }
+}
+
+fn start_server(args: &Args) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        admin_key: Some(args.admin_key.clone()),
+        jwt_secret: Some(args.jwt_secret.clone()),
+        queue_active_max: args.users as u32,
+        fsync: args.fsync,
+        ..Config::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = app::build(&config, Arc::new(SystemClock)).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let empty = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send((listener.local_addr().unwrap(), empty.local_addr().unwrap()))
+                .unwrap();
+            let yardstick =
+                axum::Router::new().route("/empty", axum::routing::get(|| async { "" }));
+            tokio::spawn(app::serve(empty, yardstick, std::future::pending()));
+            app::serve(listener, app.router, std::future::pending())
+                .await
+                .unwrap();
+        });
+    });
+    let (addr, empty) = rx.recv().unwrap();
+    EMPTY_ADDR.set(format!("http://{empty}")).unwrap();
+    (format!("http://{addr}"), dir)
+}
+
+static EMPTY_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+async fn setup(target: &Target, users: u64, connections: usize) -> (u64, u64, u64) {
+    let seats_per_row = 100;
+    let rows = (users / seats_per_row + 2) as u32;
+    let spec = json!({"title": "Hammer", "venue": "Loopback", "dates": [
+        {"startsAt": "2026-12-24T19:00:00Z", "sections": [{"name": "A", "rows": 1, "seatsPerRow": 1, "price": 1000}]},
+        {"startsAt": "2026-12-25T19:00:00Z", "sections": [{"name": "B", "rows": rows, "seatsPerRow": seats_per_row, "price": 1000}]}]});
+    let (status, concert) = target
+        .post(&target.admin_key, "/api/v1/admin/concerts", spec)
+        .await;
+    assert_eq!(status, 201, "creating the concert: {concert}");
+    let concert_id = concert["id"].as_u64().unwrap();
+    let (one_seat_date, sale_date) = (
+        concert["dates"][0]["id"].as_u64().unwrap(),
+        concert["dates"][1]["id"].as_u64().unwrap(),
+    );
+    let next = Arc::new(AtomicU64::new(1));
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (next, target) = (
+                next.clone(),
+                Target {
+                    base: target.base.clone(),
+                    http: target.http.clone(),
+                    admin_key: String::new(),
+                    jwt_secret: target.jwt_secret.clone(),
+                },
+            );
+            tokio::spawn(async move {
+                loop {
+                    let user = next.fetch_add(1, Ordering::Relaxed);
+                    if user > users {
+                        break;
+                    }
+                    let token = target.token(user);
+                    let (status, entry) = target
+                        .post(
+                            &token,
+                            &format!("/api/v1/concerts/{concert_id}/queue"),
+                            json!(null),
+                        )
+                        .await;
+                    assert!(status == 201 || status == 200, "joining: {entry}");
+                    assert_eq!(
+                        entry["status"], "ACTIVE",
+                        "user {user} must be admitted (raise --queue-active-max)"
+                    );
+                    let (status, _) = target
+                        .post(&token, "/api/v1/wallet/charges", json!({"amount": 5000}))
+                        .await;
+                    assert_eq!(status, 200);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (concert_id, one_seat_date, sale_date)
+}
+
+fn main() {
+    let args = Args::parse();
+    let (base, _dir) = match &args.url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let (base, dir) = start_server(&args);
+            (base, Some(dir))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let failed = runtime.block_on(run(args, base));
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args, base: String) -> bool {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .build()
+        .unwrap();
+    let target = Arc::new(Target {
+        base,
+        http,
+        admin_key: args.admin_key.clone(),
+        jwt_secret: args.jwt_secret.clone(),
+    });
+    let tokens: Arc<Vec<String>> = Arc::new((0..=args.users).map(|u| target.token(u)).collect());
+    println!(
+        "boxoffice hammer: {} users, {} connections, {} s per phase, fsync {:?}",
+        args.users, args.connections, args.duration_secs, args.fsync
+    );
+    let setup_started = Instant::now();
+    let (_, one_seat_date, sale_date) = setup(&target, args.users, args.connections).await;
+    println!(
+        "setup: {} users admitted and charged in {:.1} s",
+        args.users,
+        setup_started.elapsed().as_secs_f64()
+    );
+    let duration = Duration::from_secs(args.duration_secs);
+    let wants = |mode: &str| args.mode == "all" || args.mode == mode;
+    let mut failed = false;
+
+    let empty = if let Some(empty) = EMPTY_ADDR
+        .get()
+        .filter(|_| wants("empty") || args.mode == "all")
+    {
+        let (http, url) = (target.http.clone(), format!("{empty}/empty"));
+        let phase = timed(
+            "empty",
+            args.connections,
+            Stop::After(duration),
+            move |_, _| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    http.get(url)
+                        .send()
+                        .await
+                        .map_or(0, |r| r.status().as_u16())
+                }
+            },
+        )
+        .await;
+        phase.print(None);
+        Some(phase)
+    } else {
+        None
+    };
+
+    if wants("one-seat") {
+        let (t, tokens, users) = (target.clone(), tokens.clone(), args.users);
+        let phase = timed(
+            "one-seat",
+            args.connections,
+            Stop::After(duration),
+            move |task, i| {
+                let (t, tokens) = (t.clone(), tokens.clone());
+                let user = 1 + (task as u64 * 7919 + i * 104_729) % users;
+                async move {
+                    let body = json!({"dateId": one_seat_date, "seatIds": [1]});
+                    t.post(&tokens[user as usize], "/api/v1/reservations", body)
+                        .await
+                        .0
+                }
+            },
+        )
+        .await;
+        phase.print(empty.as_ref());
+        let winners = phase.statuses.get(&201).copied().unwrap_or(0);
+        println!("one-seat winners: {winners} (must be exactly 1)");
+        failed |= winners != 1;
+    }
+
+    if wants("flash-sale") {
+        let next = Arc::new(AtomicUsize::new(0));
+        let (t, hold_tokens) = (target.clone(), tokens.clone());
+        let reservations: Arc<parking_lot::Mutex<Vec<(u64, String)>>> = Arc::default();
+        let held = reservations.clone();
+        let phase = timed(
+            "sale-hold",
+            args.connections,
+            Stop::Count(next, args.users as usize),
+            move |_, _| {
+                let (t, tokens, held) = (t.clone(), hold_tokens.clone(), held.clone());
+                async move {
+                    // Each request takes the next user; that user holds a seat of their own.
+                    let user = USER.fetch_add(1, Ordering::Relaxed) + 1;
+                    let body = json!({"dateId": sale_date, "seatIds": [user]});
+                    let (status, reservation) = t
+                        .post(&tokens[user as usize], "/api/v1/reservations", body)
+                        .await;
+                    if status == 201 {
+                        held.lock()
+                            .push((user, reservation["id"].as_str().unwrap().to_owned()));
+                    }
+                    status
+                }
+            },
+        )
+        .await;
+        phase.print(empty.as_ref());
+        let held: Arc<Vec<(u64, String)>> = Arc::new(std::mem::take(&mut *reservations.lock()));
+        let next = Arc::new(AtomicUsize::new(0));
+        let (t, tokens, list, cursor) = (
+            target.clone(),
+            tokens.clone(),
+            held.clone(),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let phase = timed(
+            "sale-pay",
+            args.connections,
+            Stop::Count(next, held.len()),
+            move |_, _| {
+                let (t, tokens, list) = (t.clone(), tokens.clone(), list.clone());
+                let i = cursor.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let (user, id) = &list[i];
+                    t.post(
+                        &tokens[*user as usize],
+                        "/api/v1/payments",
+                        json!({"reservationId": id}),
+                    )
+                    .await
+                    .0
+                }
+            },
+        )
+        .await;
+        phase.print(empty.as_ref());
+        failed |= phase.statuses.get(&201).copied().unwrap_or(0) != held.len() as u64;
+    }
+    failed
+}
+
+static USER: AtomicU64 = AtomicU64::new(0);
