@@ -20,7 +20,7 @@ use super::fenwick::Fenwick;
 use super::{ConcertId, Rejection, ReservationId, Ticket, Timestamp, UserId};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// How many recent active windows the wait estimate averages.
 const SERVICE_SAMPLES_MAX: usize = 64;
@@ -183,7 +183,8 @@ pub struct QueueState {
     rank_base: u64,
     /// Waiting entries by idle deadline.
     idle: BTreeSet<(Timestamp, u64)>,
-    active: HashSet<UserId>,
+    /// Active entries by the instant they end unless something happens first.
+    active: BTreeSet<(Timestamp, UserId)>,
     next_seq: u64,
     sold_out: bool,
     /// Lengths of recent active windows, for the wait estimate.
@@ -201,7 +202,7 @@ impl QueueState {
             ranks: Fenwick::default(),
             rank_base: 0,
             idle: BTreeSet::new(),
-            active: HashSet::new(),
+            active: BTreeSet::new(),
             next_seq: 0,
             sold_out: false,
             service_secs: VecDeque::new(),
@@ -240,11 +241,7 @@ impl QueueState {
         let mut events = Vec::new();
         self.fill_slots(now, &mut events);
         loop {
-            let active = self
-                .active
-                .iter()
-                .map(|user| (self.entries[user].active_deadline(), *user))
-                .min();
+            let active = self.active.first().copied();
             let idle = self.idle.first().map(|&(at, seq)| (at, self.waiting[&seq]));
             let next = match (active, idle) {
                 (Some(a), Some(i)) => a.min(i),
@@ -409,7 +406,7 @@ impl QueueState {
                 entry.status = EntryStatus::Active;
                 entry.admitted_at = Some(at);
                 entry.active_until = Some(until);
-                self.active.insert(user);
+                self.active.insert((entry.active_deadline(), user));
             }
             QueueEvent::Expired { user, at } => self.finish(user, EntryStatus::Expired, at),
             QueueEvent::HoldNoted {
@@ -417,28 +414,30 @@ impl QueueState {
                 reservation_id,
                 expires_at,
             } => {
-                let entry = self.entries.get_mut(&user).expect("a holder has an entry");
-                assert_eq!(
-                    entry.status,
-                    EntryStatus::Active,
-                    "only an active user holds"
-                );
-                entry.holds.push((reservation_id, expires_at));
+                self.reindex(user, |entry| {
+                    assert_eq!(
+                        entry.status,
+                        EntryStatus::Active,
+                        "only an active user holds"
+                    );
+                    entry.holds.push((reservation_id, expires_at));
+                });
             }
             QueueEvent::HoldReleased {
                 user,
                 reservation_id,
             } => {
-                let entry = self.entries.get_mut(&user).expect("a holder has an entry");
-                entry.holds.retain(|(id, _)| *id != reservation_id);
+                self.reindex(user, |entry| {
+                    entry.holds.retain(|(id, _)| *id != reservation_id)
+                });
             }
             QueueEvent::SoldOut { at } => {
                 self.sold_out = true;
                 let live: Vec<UserId> = self
                     .waiting
                     .values()
-                    .chain(self.active.iter())
                     .copied()
+                    .chain(self.active.iter().map(|(_, user)| *user))
                     .collect();
                 for user in live {
                     self.finish(user, EntryStatus::SoldOut, at);
@@ -544,14 +543,33 @@ impl QueueState {
 
     /// Takes a user out of the waiting line or the active set, whichever holds them.
     fn unlink(&mut self, user: UserId) {
-        self.active.remove(&user);
         let Some(entry) = self.entries.get(&user) else {
             return;
         };
+        if entry.status == EntryStatus::Active {
+            let removed = self.active.remove(&(entry.active_deadline(), user));
+            assert!(removed, "an active entry is indexed by its deadline");
+        }
         if entry.status == EntryStatus::Waiting && self.waiting.remove(&entry.seq).is_some() {
             self.ranks.add((entry.seq - self.rank_base) as usize, -1);
             self.idle.remove(&(entry.idle_until, entry.seq));
             self.rebase_if_empty();
+        }
+    }
+
+    /// Changes an entry, keeping the active index in step with its deadline.
+    fn reindex(&mut self, user: UserId, change: impl FnOnce(&mut Entry)) {
+        let entry = self
+            .entries
+            .get_mut(&user)
+            .expect("a reindexed user has an entry");
+        let active = entry.status == EntryStatus::Active;
+        if active {
+            self.active.remove(&(entry.active_deadline(), user));
+        }
+        change(entry);
+        if active {
+            self.active.insert((entry.active_deadline(), user));
         }
     }
 

@@ -276,8 +276,9 @@ impl WalletShard {
     pub fn replay_payment(&mut self, payment: &Payment) {
         let account = self
             .accounts
-            .get_mut(&payment.user)
-            .expect("a payer has charged before");
+            // A wallet exists from first use: a free seat is paid from an empty one.
+            .entry(payment.user)
+            .or_default();
         let balance = account
             .balance
             .checked_sub(payment.amount)
@@ -484,6 +485,14 @@ mod tests {
             &KeyedRequest::Pay(ReservationId(Uuid::from_u128(7))),
         );
         assert!(matches!(recalled, Ok(Some(Receipt::Paid(_)))));
+    }
+
+    #[test]
+    fn a_free_reservation_is_paid_from_a_wallet_never_charged() {
+        let mut shard = WalletShard::new(RULES);
+        shard.replay_payment(&payment(1, 0, 0, None));
+        assert_eq!(shard.balance(UserId(1)), Won::ZERO);
+        assert_eq!(shard.transactions(UserId(1), None, 10).len(), 1);
     }
 
     #[test]

@@ -51,9 +51,13 @@ impl Auth {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
         let sub = data.claims.sub;
-        let id = sub
-            .parse::<u64>()
-            .map_err(|_| ApiError::unauthorized("the token's sub is not a user id"))?;
+        let not_a_user = || ApiError::unauthorized("the token's sub is not a user id");
+        // `u64::from_str` also takes a leading `+`; a user id is decimal digits only,
+        // so that `"+1"` and `"1"` are not two names for one user.
+        if !sub.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(not_a_user());
+        }
+        let id = sub.parse::<u64>().map_err(|_| not_a_user())?;
         Ok(UserId(id))
     }
 
@@ -140,6 +144,22 @@ mod tests {
         assert_eq!(auth.user(&auth.token(UserId(42), 60)).unwrap(), UserId(42));
         let forged = token_for_secret("other", UserId(42), 60);
         assert_eq!(auth.user(&forged).unwrap_err().code, "UNAUTHORIZED");
+    }
+
+    #[test]
+    fn a_sub_is_a_user_id_only_when_it_is_all_digits() {
+        let auth = Auth::new("admin", "secret");
+        let token = |sub: &str| {
+            let claims = Claims {
+                sub: sub.to_owned(),
+                exp: jsonwebtoken::get_current_timestamp() + 60,
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding).unwrap()
+        };
+        assert_eq!(auth.user(&token("7")).unwrap(), UserId(7));
+        for sub in ["+7", "-7", " 7", "7a", ""] {
+            assert_eq!(auth.user(&token(sub)).unwrap_err().code, "UNAUTHORIZED");
+        }
     }
 
     #[test]
