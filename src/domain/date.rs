@@ -172,6 +172,36 @@ pub struct Pay {
     pub idempotency_key: Option<String>,
 }
 
+/// Checks the shape of a hold request: not empty, at most `max` seats, no repeats, and
+/// every seat on the date. The first check of a hold; the HTTP fast path shares it.
+pub fn check_seat_list(layout: &Layout, seats: &[SeatId], max: usize) -> Result<(), Rejection> {
+    if seats.is_empty() {
+        return Err(Rejection::InvalidRequest(
+            "seatIds must not be empty".into(),
+        ));
+    }
+    if seats.len() > max {
+        return Err(Rejection::InvalidRequest(format!(
+            "at most {max} seats per reservation"
+        )));
+    }
+    let mut seen = HashSet::new();
+    if let Some(dup) = seats.iter().find(|s| !seen.insert(**s)) {
+        return Err(Rejection::InvalidRequest(format!(
+            "seat {dup} is listed twice"
+        )));
+    }
+    let unknown: Vec<SeatId> = seats
+        .iter()
+        .copied()
+        .filter(|&s| layout.seat(s).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Rejection::SeatNotFound(unknown));
+    }
+    Ok(())
+}
+
 /// The seats and reservations of one concert date.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DateState {
@@ -286,7 +316,7 @@ impl DateState {
             seats,
             reservation_id,
         } = command;
-        self.check_seat_list(&seats)?;
+        check_seat_list(&self.layout, &seats, self.rules.seats_per_reservation_max)?;
         let taken: Vec<SeatId> = seats
             .iter()
             .copied()
@@ -480,35 +510,6 @@ impl DateState {
         if *owned == 0 {
             self.seats_by_user.remove(&reservation.user);
         }
-    }
-
-    fn check_seat_list(&self, seats: &[SeatId]) -> Result<(), Rejection> {
-        let max = self.rules.seats_per_reservation_max;
-        if seats.is_empty() {
-            return Err(Rejection::InvalidRequest(
-                "seatIds must not be empty".into(),
-            ));
-        }
-        if seats.len() > max {
-            return Err(Rejection::InvalidRequest(format!(
-                "at most {max} seats per reservation"
-            )));
-        }
-        let mut seen = HashSet::new();
-        if let Some(dup) = seats.iter().find(|s| !seen.insert(**s)) {
-            return Err(Rejection::InvalidRequest(format!(
-                "seat {dup} is listed twice"
-            )));
-        }
-        let unknown: Vec<SeatId> = seats
-            .iter()
-            .copied()
-            .filter(|&s| self.layout.seat(s).is_none())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Rejection::SeatNotFound(unknown));
-        }
-        Ok(())
     }
 
     fn owned_reservation(

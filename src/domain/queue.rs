@@ -83,8 +83,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The instant an active entry ends unless something happens first.
-    fn active_deadline(&self) -> Timestamp {
+    /// The instant an active entry ends unless something happens first (its window,
+    /// or the earliest deadline of its holds). Only for an `ACTIVE` entry.
+    pub fn active_deadline(&self) -> Timestamp {
         let window = self.active_until.expect("an active entry has a window");
         self.holds
             .iter()
@@ -227,6 +228,13 @@ impl QueueState {
     /// Whether the concert has sold out.
     pub fn is_sold_out(&self) -> bool {
         self.sold_out
+    }
+
+    /// Active users with the instant each entry ends unless something happens first.
+    pub fn active_users(&self) -> impl Iterator<Item = (UserId, Timestamp)> + '_ {
+        self.active
+            .iter()
+            .map(|(deadline, user)| (*user, *deadline))
     }
 
     /// A user's entry.

@@ -8,8 +8,8 @@
 
 use super::Context;
 use super::date::{DateDeps, DateHandle};
-use super::queue::QueueHandle;
-use super::views::{ConcertSummary, DateView};
+use super::queue::{QueueDeps, QueueHandle};
+use super::views::{ConcertSummary, DateView, QueueView};
 use crate::domain::catalog::Concert;
 use crate::domain::date::DateState;
 use crate::domain::queue::QueueState;
@@ -33,6 +33,8 @@ pub struct ConcertEntry {
     pub concert: Arc<Concert>,
     /// Its waiting room.
     pub queue: QueueHandle,
+    /// Who is active in it.
+    pub queue_view: Arc<QueueView>,
     /// Its dates, in order.
     pub dates: Vec<Arc<DateEntry>>,
 }
@@ -98,20 +100,21 @@ impl Directory {
                 Arc::new(DateEntry { view, handle })
             })
             .collect();
-        let views = dates.iter().map(|d| d.view.clone()).collect();
-        let queue = QueueHandle::spawn(
-            queue,
-            views,
-            context.clock.clone(),
-            context.journal.clone(),
-            context.rules.mailbox_len,
-        );
+        let queue_view = Arc::new(QueueView::default());
+        let deps = QueueDeps {
+            dates: dates.iter().map(|d| d.view.clone()).collect(),
+            view: queue_view.clone(),
+            clock: context.clock.clone(),
+            journal: context.journal.clone(),
+        };
+        let queue = QueueHandle::spawn(queue, deps, context.rules.mailbox_len);
         for (date, entry) in concert.dates.iter().zip(&dates) {
             self.dates.insert(date.id, entry.clone());
         }
         let entry = Arc::new(ConcertEntry {
             concert: concert.clone(),
             queue,
+            queue_view,
             dates,
         });
         self.concerts.write().insert(concert.id, entry.clone());

@@ -21,7 +21,7 @@ pub mod views;
 pub mod wallet;
 
 use crate::domain::catalog::{CatalogCommand, CatalogRules, CatalogState, ConcertSpec};
-use crate::domain::date::{DateRules, DateState, Payment, Reservation};
+use crate::domain::date::{DateRules, DateState, Payment, Reservation, check_seat_list};
 use crate::domain::queue::{EntryView, QueueRules, QueueState};
 use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind, WalletRules};
 use crate::domain::{
@@ -266,6 +266,11 @@ impl Engine {
     }
 
     /// Holds seats for an admitted user.
+    ///
+    /// Admission is read from the room's view, and a request for a seat the seat map
+    /// already shows taken is refused from the view too: only a hold that may win
+    /// reaches the date actor. Both views are updated before any reply that could tell
+    /// a caller about the change, so no caller can see them disagree with the actors.
     pub async fn hold(
         &self,
         user: UserId,
@@ -274,14 +279,27 @@ impl Engine {
     ) -> Result<Reservation, Error> {
         let date = self.directory.date(date).ok_or(Rejection::DateNotFound)?;
         let concert = self.concert_entry(date.view.date.concert_id)?;
-        concert.queue.require_active(user).await?;
+        let now = self.now();
+        if !concert.queue_view.is_active(user, now) {
+            return Err(Rejection::NotAdmitted.into());
+        }
+        let max = self.context.rules.date.seats_per_reservation_max;
+        check_seat_list(&date.view.date.layout, &seats, max)?;
+        let taken: Vec<SeatId> = seats
+            .iter()
+            .copied()
+            .filter(|&s| date.view.seat_status(s, now) != Some(SeatStatus::Available))
+            .collect();
+        if !taken.is_empty() {
+            return Err(Rejection::SeatUnavailable(taken).into());
+        }
         let reservation = date.handle.hold(user, seats).await?;
         // The seats are held and logged: the hold succeeded. Should the room not take
         // note (overloaded), the entry just ends with its active window instead.
-        let noted = concert
+        if let Err(e) = concert
             .queue
-            .note_hold(user, reservation.id, reservation.expires_at);
-        if let Err(e) = noted.await {
+            .note_hold(user, reservation.id, reservation.expires_at)
+        {
             tracing::warn!(%user, reservation = %reservation.id, "hold not noted by the queue: {e}");
         }
         Ok(reservation)
@@ -319,7 +337,7 @@ impl Engine {
         if let Some(cancelled) = date.handle.cancel(user, id).await? {
             let concert = self.concert_entry(cancelled.concert_id)?;
             // The hold is released and logged; the room forgetting it is bookkeeping.
-            if let Err(e) = concert.queue.release_hold(user, id).await {
+            if let Err(e) = concert.queue.release_hold(user, id) {
                 tracing::warn!(%user, reservation = %id, "cancel not noted by the queue: {e}");
             }
         }

@@ -3,15 +3,21 @@
 //! Before and after every message it brings the room up to `now` (expiries and
 //! admissions in time order, and the sell-out, which it reads from its dates' views).
 //! A ticker does the same when no message comes, so freed slots are handed out at once.
+//! It keeps a [`QueueView`] of who is active up to date before it releases any reply,
+//! so holds check admission without a round trip.
+//!
+//! Holds, cancels and payments tell the room without waiting for an answer: the room's
+//! bookkeeping of them is never what a caller waits for. The mailbox keeps them in
+//! order with everything else the same caller sends.
 //! Talks to: the journal; reads its dates' [`DateView`]s.
 
 use super::clock::Clock;
 use super::journal::{Batch, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
-use super::views::DateView;
+use super::views::{DateView, QueueView};
 use super::{Error, Reply};
 use crate::domain::date::Payment;
-use crate::domain::queue::{EntryView, QueueEvent, QueueState};
+use crate::domain::queue::{EntryStatus, EntryView, QueueEvent, QueueState};
 use crate::domain::{Event, ReservationId, Ticket, Timestamp, UserId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,25 +39,31 @@ enum QueueMessage {
         user: UserId,
         reply: Reply<()>,
     },
-    RequireActive {
-        user: UserId,
-        reply: Reply<()>,
-    },
     NoteHold {
         user: UserId,
         reservation_id: ReservationId,
         expires_at: Timestamp,
-        reply: Reply<()>,
     },
     ReleaseHold {
         user: UserId,
         reservation_id: ReservationId,
-        reply: Reply<()>,
     },
     Complete {
         payment: Payment,
-        reply: Reply<()>,
     },
+}
+
+impl QueueMessage {
+    fn user(&self) -> UserId {
+        match self {
+            QueueMessage::Join { user, .. }
+            | QueueMessage::Poll { user, .. }
+            | QueueMessage::Leave { user, .. }
+            | QueueMessage::NoteHold { user, .. }
+            | QueueMessage::ReleaseHold { user, .. } => *user,
+            QueueMessage::Complete { payment } => payment.user,
+        }
+    }
 }
 
 /// The way to one concert's queue actor.
@@ -60,23 +72,26 @@ pub struct QueueHandle {
     mailbox: mpsc::Sender<QueueMessage>,
 }
 
+/// What a queue actor needs besides its state.
+pub struct QueueDeps {
+    /// The concert's date views (for the sell-out).
+    pub dates: Vec<Arc<DateView>>,
+    /// The view of who is active, which it keeps up to date.
+    pub view: Arc<QueueView>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where its batches go.
+    pub journal: Journal,
+}
+
 impl QueueHandle {
-    /// Spawns the actor for `state`; `dates` are the concert's date views.
-    pub fn spawn(
-        state: QueueState,
-        dates: Vec<Arc<DateView>>,
-        clock: Arc<dyn Clock>,
-        journal: Journal,
-        mailbox_len: usize,
-    ) -> Self {
+    /// Spawns the actor for `state`.
+    pub fn spawn(state: QueueState, deps: QueueDeps, mailbox_len: usize) -> Self {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
-        let actor = QueueActor {
-            state,
-            dates,
-            clock,
-            journal,
-            inbox,
-        };
+        for (user, deadline) in state.active_users() {
+            deps.view.show(user, Some(deadline));
+        }
+        let actor = QueueActor { state, deps, inbox };
         tokio::spawn(actor.run());
         QueueHandle { mailbox }
     }
@@ -96,63 +111,50 @@ impl QueueHandle {
         mailbox::call(&self.mailbox, |reply| QueueMessage::Leave { user, reply }).await
     }
 
-    /// Succeeds only if the user is `ACTIVE`.
-    pub async fn require_active(&self, user: UserId) -> Result<(), Error> {
-        mailbox::call(&self.mailbox, |reply| QueueMessage::RequireActive {
-            user,
-            reply,
-        })
-        .await
-    }
-
-    /// Records a hold of an active user, whose entry then ends if the hold expires.
-    pub async fn note_hold(
+    /// Tells the room an active user holds seats until `expires_at` (the entry then
+    /// ends if the hold expires unpaid). Does not wait; fails only if the mailbox is full.
+    pub fn note_hold(
         &self,
         user: UserId,
         reservation_id: ReservationId,
         expires_at: Timestamp,
     ) -> Result<(), Error> {
-        mailbox::call(&self.mailbox, |reply| QueueMessage::NoteHold {
+        let message = QueueMessage::NoteHold {
             user,
             reservation_id,
             expires_at,
-            reply,
-        })
-        .await
+        };
+        self.mailbox
+            .try_send(message)
+            .map_err(|_| Error::Overloaded)
     }
 
-    /// Forgets a cancelled hold.
-    pub async fn release_hold(
-        &self,
-        user: UserId,
-        reservation_id: ReservationId,
-    ) -> Result<(), Error> {
-        mailbox::call(&self.mailbox, |reply| QueueMessage::ReleaseHold {
+    /// Tells the room a hold was cancelled. Does not wait; fails only if the mailbox is full.
+    pub fn release_hold(&self, user: UserId, reservation_id: ReservationId) -> Result<(), Error> {
+        let message = QueueMessage::ReleaseHold {
             user,
             reservation_id,
-            reply,
-        })
-        .await
+        };
+        self.mailbox
+            .try_send(message)
+            .map_err(|_| Error::Overloaded)
     }
 
-    /// Completes the payer's entry. Waits for room in the mailbox however long it
-    /// takes: the payment has happened and its queue side must not be dropped.
+    /// Tells the room the user paid: the entry completes. Waits for room in the mailbox
+    /// however long it takes (the payment happened; its queue side must not be
+    /// dropped), but not for the room to apply it.
     pub async fn complete(&self, payment: Payment) -> Result<(), Error> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let message = QueueMessage::Complete { payment, reply };
+        let message = QueueMessage::Complete { payment };
         self.mailbox
             .send(message)
             .await
-            .map_err(|_| Error::Unavailable)?;
-        answer.await.map_err(|_| Error::Unavailable)?
+            .map_err(|_| Error::Unavailable)
     }
 }
 
 struct QueueActor {
     state: QueueState,
-    dates: Vec<Arc<DateView>>,
-    clock: Arc<dyn Clock>,
-    journal: Journal,
+    deps: QueueDeps,
     inbox: mpsc::Receiver<QueueMessage>,
 }
 
@@ -170,52 +172,78 @@ impl QueueActor {
                 }
                 _ = ticker.tick() => {}
             }
-            let now = self.clock.now();
+            let now = self.deps.clock.now();
             let mut batch = Batch::default();
             self.advance(now, &mut batch);
             for message in messages.drain(..) {
+                let user = message.user();
                 self.handle(message, now, &mut batch);
+                self.publish(user);
                 self.advance(now, &mut batch);
             }
-            self.journal.submit(batch).await;
+            self.deps.journal.submit(batch).await;
         }
+    }
+
+    fn concert_id(&self) -> crate::domain::ConcertId {
+        self.deps.dates[0].date.concert_id
     }
 
     fn advance(&mut self, now: Timestamp, batch: &mut Batch) {
-        if self.journal.is_stopped() {
+        if self.deps.journal.is_stopped() {
             return; // Nothing changes once nothing can be logged.
         }
-        let sold_out = self.dates.iter().all(|date| date.is_sold_out());
-        let concert_id = self.dates[0].date.concert_id;
+        let sold_out = self.deps.dates.iter().all(|date| date.is_sold_out());
         for event in self.state.advance(now, sold_out) {
-            batch.push(Event::Queue(concert_id, event));
+            self.log(event, batch);
         }
     }
 
+    /// Shows a user's entry in the view as it now stands.
+    fn publish(&self, user: UserId) {
+        let deadline = self
+            .state
+            .entry(user)
+            .filter(|entry| entry.status == EntryStatus::Active)
+            .map(|entry| entry.active_deadline());
+        self.deps.view.show(user, deadline);
+    }
+
+    /// Adds an event to the batch and shows its effect in the view.
+    fn log(&mut self, event: QueueEvent, batch: &mut Batch) {
+        match &event {
+            QueueEvent::SoldOut { .. } => self.deps.view.clear(),
+            QueueEvent::Joined { user, .. }
+            | QueueEvent::Left { user }
+            | QueueEvent::Admitted { user, .. }
+            | QueueEvent::Expired { user, .. }
+            | QueueEvent::HoldNoted { user, .. }
+            | QueueEvent::HoldReleased { user, .. } => self.publish(*user),
+        }
+        batch.push(Event::Queue(self.concert_id(), event));
+    }
+
     fn handle(&mut self, message: QueueMessage, now: Timestamp, batch: &mut Batch) {
-        let message = match message {
-            QueueMessage::Join { reply, .. } if self.journal.is_stopped() => {
-                return batch.reply(reply, Err(Error::Unavailable));
-            }
-            QueueMessage::Leave { reply, .. } if self.journal.is_stopped() => {
-                return batch.reply(reply, Err(Error::Unavailable));
-            }
-            QueueMessage::Poll { user, reply } if self.journal.is_stopped() => {
-                return batch.reply(reply, self.state.view(user).map_err(Error::from));
-            }
-            message => message,
-        };
-        let concert_id = self.dates[0].date.concert_id;
-        let log = |event: Option<QueueEvent>, batch: &mut Batch| {
-            if let Some(event) = event {
-                batch.push(Event::Queue(concert_id, event));
-            }
-        };
+        if self.deps.journal.is_stopped() {
+            // Nothing changes once nothing can be logged; reads are still answered.
+            return match message {
+                QueueMessage::Join { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+                QueueMessage::Leave { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+                QueueMessage::Poll { user, reply } => {
+                    batch.reply(reply, self.state.view(user).map_err(Error::from))
+                }
+                QueueMessage::NoteHold { .. }
+                | QueueMessage::ReleaseHold { .. }
+                | QueueMessage::Complete { .. } => {}
+            };
+        }
         match message {
             QueueMessage::Join { user, reply } => {
                 let event = self.state.join(user, Ticket(uuid::Uuid::new_v4()), now);
                 let created = event.is_some();
-                log(event, batch);
+                if let Some(event) = event {
+                    self.log(event, batch);
+                }
                 // The joiner may be admitted at once: show them the result.
                 self.advance(now, batch);
                 let view = self.state.view(user).map(|view| (view, created));
@@ -229,36 +257,29 @@ impl QueueActor {
                 batch.reply(reply, view.map_err(Error::from));
             }
             QueueMessage::Leave { user, reply } => {
-                let result = self.state.leave(user).map(|event| log(Some(event), batch));
+                let result = self.state.leave(user).map(|event| self.log(event, batch));
                 batch.reply(reply, result.map_err(Error::from));
-            }
-            QueueMessage::RequireActive { user, reply } => {
-                batch.reply(reply, self.state.require_active(user).map_err(Error::from));
             }
             QueueMessage::NoteHold {
                 user,
                 reservation_id,
                 expires_at,
-                reply,
             } => {
-                log(
-                    self.state.note_hold(user, reservation_id, expires_at),
-                    batch,
-                );
-                batch.reply(reply, Ok(()));
+                if let Some(event) = self.state.note_hold(user, reservation_id, expires_at) {
+                    self.log(event, batch);
+                }
             }
             QueueMessage::ReleaseHold {
                 user,
                 reservation_id,
-                reply,
             } => {
-                log(self.state.release_hold(user, reservation_id), batch);
-                batch.reply(reply, Ok(()));
+                if let Some(event) = self.state.release_hold(user, reservation_id) {
+                    self.log(event, batch);
+                }
             }
-            QueueMessage::Complete { payment, reply } => {
+            QueueMessage::Complete { payment } => {
                 // The payment itself is logged once, by the payer's wallet.
                 self.state.replay_payment(&payment);
-                batch.reply(reply, Ok(()));
             }
         }
     }

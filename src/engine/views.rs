@@ -255,3 +255,37 @@ impl ReservationIndex {
         list
     }
 }
+
+/// Who is `ACTIVE` in one concert's waiting room, and until when: written by the queue
+/// actor before it releases any reply, read by holds without a mailbox round trip.
+#[derive(Default)]
+pub struct QueueView {
+    active: DashMap<UserId, Timestamp>,
+}
+
+impl QueueView {
+    /// Whether the user is active at `now` (an entry past its deadline is not, whether
+    /// or not the queue actor has recorded the expiry yet).
+    pub fn is_active(&self, user: UserId, now: Timestamp) -> bool {
+        self.active
+            .get(&user)
+            .is_some_and(|deadline| now < *deadline)
+    }
+
+    /// Shows a user as active until `deadline`, or not active.
+    pub(super) fn show(&self, user: UserId, deadline: Option<Timestamp>) {
+        match deadline {
+            Some(deadline) => {
+                self.active.insert(user, deadline);
+            }
+            None => {
+                self.active.remove(&user);
+            }
+        }
+    }
+
+    /// Shows nobody as active (after a sell-out).
+    pub(super) fn clear(&self) {
+        self.active.clear();
+    }
+}

@@ -142,6 +142,9 @@ impl LogWriter {
         let (done, finished) = std::sync::mpsc::channel();
         self.to_shadow(ShadowMessage::Stop(done));
         let _ = finished.recv();
+        // Release the segment and the directory lock before saying we stopped, so a
+        // caller may reopen the directory the moment it hears back.
+        drop(self);
         if let Some(reply) = stop_reply {
             // The caller may have stopped waiting; that is fine.
             let _ = reply.send(());
