@@ -8,8 +8,10 @@
 //! `--url` (then pass `--admin-key` and `--jwt-secret`, and the server must admit at
 //! least `--users` at once: `--queue-active-max`). It creates a concert, makes N users
 //! and admits them, then:
-//! - **empty**: C connections call an empty axum handler for D seconds: the yardstick,
-//!   what this machine's HTTP stack and this client can do at all;
+//! - **empty**: C connections send the very request a hold sends (an authenticated POST
+//!   with the same JSON body) to an empty axum handler for D seconds: the yardstick,
+//!   what this machine's HTTP stack and this client can do at all (always measured
+//!   when the server runs in-process);
 //! - **one seat**: C connections hold one seat for D seconds; exactly one request may
 //!   win (the run exits non-zero otherwise);
 //! - **flash sale**: every user holds a seat of their own, then pays for it.
@@ -44,7 +46,8 @@ struct Args {
     /// Seconds each timed phase runs.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
-    /// Which phases: all, empty, one-seat, flash-sale.
+    /// Which phases: all, one-seat or flash-sale (the empty yardstick always runs
+    /// when the server is in-process).
     #[arg(long, default_value = "all")]
     mode: String,
     /// Fsync policy of the in-process server.
@@ -111,21 +114,29 @@ impl Target {
         )
     }
 
+    /// POSTs JSON; answers the status and the body parsed as JSON.
     async fn post(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(bearer)
-            .json(&body)
-            .send()
-            .await;
-        match response {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.json().await.unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
+        let url = format!("{}{path}", self.base);
+        let (status, bytes) = post_raw(&self.http, &url, bearer, &body).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// POSTs JSON; answers the status and the body as it came. The timed phases use this,
+/// so that every phase, the yardstick's included, costs the client the same.
+async fn post_raw(http: &reqwest::Client, url: &str, bearer: &str, body: &Value) -> (u16, Vec<u8>) {
+    match http.post(url).bearer_auth(bearer).json(body).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (
+                status,
+                r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+            )
         }
+        Err(_) => (0, Vec::new()),
     }
 }
 
@@ -234,7 +245,7 @@ fn start_server(args: &Args) -> (String, tempfile::TempDir) {
             tx.send((listener.local_addr().unwrap(), empty.local_addr().unwrap()))
                 .unwrap();
             let yardstick =
-                axum::Router::new().route("/empty", axum::routing::get(|| async { "" }));
+                axum::Router::new().route("/empty", axum::routing::post(|| async { "" }));
             tokio::spawn(app::serve(empty, yardstick, std::future::pending()));
             app::serve(listener, app.router, std::future::pending())
                 .await
@@ -354,22 +365,25 @@ async fn run(args: Args, base: String) -> bool {
     let wants = |mode: &str| args.mode == "all" || args.mode == mode;
     let mut failed = false;
 
-    let empty = if let Some(empty) = EMPTY_ADDR
-        .get()
-        .filter(|_| wants("empty") || args.mode == "all")
-    {
-        let (http, url) = (target.http.clone(), format!("{empty}/empty"));
+    // The yardstick gets the same request as a hold (an authenticated POST with the
+    // same JSON body) and does nothing with it, so the client's share of the two cores
+    // is the same in every phase and the ratios measure the server's work.
+    let empty = if let Some(empty) = EMPTY_ADDR.get() {
+        let (http, url, tokens) = (
+            target.http.clone(),
+            format!("{empty}/empty"),
+            tokens.clone(),
+        );
         let phase = timed(
             "empty",
             args.connections,
             Stop::After(duration),
-            move |_, _| {
-                let (http, url) = (http.clone(), url.clone());
+            move |task, i| {
+                let (http, url, tokens) = (http.clone(), url.clone(), tokens.clone());
+                let user = 1 + (task as u64 * 7919 + i * 104_729) % (tokens.len() as u64 - 1);
                 async move {
-                    http.get(url)
-                        .send()
-                        .await
-                        .map_or(0, |r| r.status().as_u16())
+                    let body = json!({"dateId": one_seat_date, "seatIds": [1]});
+                    post_raw(&http, &url, &tokens[user as usize], &body).await.0
                 }
             },
         )
@@ -391,7 +405,8 @@ async fn run(args: Args, base: String) -> bool {
                 let user = 1 + (task as u64 * 7919 + i * 104_729) % users;
                 async move {
                     let body = json!({"dateId": one_seat_date, "seatIds": [1]});
-                    t.post(&tokens[user as usize], "/api/v1/reservations", body)
+                    let url = format!("{}/api/v1/reservations", t.base);
+                    post_raw(&t.http, &url, &tokens[user as usize], &body)
                         .await
                         .0
                 }
@@ -449,13 +464,11 @@ async fn run(args: Args, base: String) -> bool {
                 let i = cursor.fetch_add(1, Ordering::Relaxed);
                 async move {
                     let (user, id) = &list[i];
-                    t.post(
-                        &tokens[*user as usize],
-                        "/api/v1/payments",
-                        json!({"reservationId": id}),
-                    )
-                    .await
-                    .0
+                    let url = format!("{}/api/v1/payments", t.base);
+                    let body = json!({"reservationId": id});
+                    post_raw(&t.http, &url, &tokens[*user as usize], &body)
+                        .await
+                        .0
                 }
             },
         )
