@@ -318,12 +318,7 @@ impl Engine {
 
     /// One of the user's reservations, with its status now.
     pub fn reservation(&self, user: UserId, id: ReservationId) -> Result<Reservation, Error> {
-        let reservation = self
-            .context
-            .index
-            .get(id)
-            .filter(|r| r.user == user)
-            .ok_or(Rejection::ReservationNotFound)?;
+        let reservation = self.context.index.owned(user, id)?;
         Ok(as_of(reservation, self.now()))
     }
 

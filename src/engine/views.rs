@@ -10,7 +10,7 @@
 
 use crate::domain::catalog::Date;
 use crate::domain::date::{Reservation, ReservationStatus, SeatCounts};
-use crate::domain::{ConcertId, DateId, ReservationId, SeatId, Timestamp, UserId, Won};
+use crate::domain::{ConcertId, DateId, Rejection, ReservationId, SeatId, Timestamp, UserId, Won};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -34,8 +34,9 @@ pub enum SeatStatus {
     Sold,
 }
 
-fn millis(at: Timestamp) -> u64 {
-    u64::try_from(at.timestamp_millis()).unwrap_or(0) & DEADLINE_MASK
+/// An instant in microseconds since 1970, as packed beside a seat's status.
+fn micros(at: Timestamp) -> u64 {
+    u64::try_from(at.timestamp_micros()).unwrap_or(0) & DEADLINE_MASK
 }
 
 /// The live seat map of one date.
@@ -46,7 +47,7 @@ pub struct DateView {
     available: AtomicU32,
     held: AtomicU32,
     sold: AtomicU32,
-    /// Live holds' deadlines (milliseconds) and how many seats each releases.
+    /// Live holds' deadlines (microseconds) and how many seats each releases.
     deadlines: Mutex<BTreeMap<u64, u32>>,
 }
 
@@ -68,7 +69,7 @@ impl DateView {
     pub(super) fn load<'a>(&self, reservations: impl Iterator<Item = &'a Reservation>) {
         let mut deadlines = self.deadlines.lock();
         for reservation in reservations {
-            let deadline = millis(reservation.expires_at);
+            let deadline = micros(reservation.expires_at);
             let word = match reservation.status {
                 ReservationStatus::Held => {
                     *deadlines.entry(deadline).or_default() += reservation.seats.len() as u32;
@@ -85,7 +86,7 @@ impl DateView {
 
     /// Shows a reservation's seats as its status now says (called once per change).
     pub(super) fn show(&self, reservation: &Reservation) {
-        let deadline = millis(reservation.expires_at);
+        let deadline = micros(reservation.expires_at);
         let (word, held_delta) = match reservation.status {
             ReservationStatus::Held => ((HELD << STATUS_SHIFT) | deadline, 1i64),
             ReservationStatus::Paid => (SOLD << STATUS_SHIFT, -1),
@@ -120,7 +121,7 @@ impl DateView {
             .get((id.0 as usize).checked_sub(1)?)?
             .load(Ordering::Acquire);
         Some(match word >> STATUS_SHIFT {
-            HELD if (word & DEADLINE_MASK) > millis(now) => SeatStatus::Held,
+            HELD if (word & DEADLINE_MASK) > micros(now) => SeatStatus::Held,
             SOLD => SeatStatus::Sold,
             _ => SeatStatus::Available,
         })
@@ -131,7 +132,7 @@ impl DateView {
         let lapsed: u32 = self
             .deadlines
             .lock()
-            .range(..=millis(now))
+            .range(..=micros(now))
             .map(|(_, n)| *n)
             .sum();
         self.available.load(Ordering::Acquire) + lapsed
@@ -241,6 +242,13 @@ impl ReservationIndex {
     /// A reservation by id, whoever holds it.
     pub fn get(&self, id: ReservationId) -> Option<Reservation> {
         self.by_id.get(&id).map(|r| r.clone())
+    }
+
+    /// A reservation of `user`'s; someone else's does not exist for them.
+    pub fn owned(&self, user: UserId, id: ReservationId) -> Result<Reservation, Rejection> {
+        self.get(id)
+            .filter(|r| r.user == user)
+            .ok_or(Rejection::ReservationNotFound)
     }
 
     /// A user's reservations, newest first.

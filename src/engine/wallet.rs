@@ -17,7 +17,7 @@ use crate::domain::date::{Pay, Payment};
 use crate::domain::wallet::{
     Charge, KeyedRequest, LedgerEntry, Receipt, TransactionKind, WalletEvent, WalletShard,
 };
-use crate::domain::{ChargeId, Event, PaymentId, Rejection, ReservationId, Timestamp, UserId, Won};
+use crate::domain::{ChargeId, Event, PaymentId, ReservationId, Timestamp, UserId, Won};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -240,12 +240,7 @@ impl WalletActor {
                 None => {}
             }
         }
-        let reservation = self
-            .deps
-            .index
-            .get(reservation_id)
-            .filter(|r| r.user == user)
-            .ok_or(Rejection::ReservationNotFound)?;
+        let reservation = self.deps.index.owned(user, reservation_id)?;
         let date = self
             .deps
             .directory
