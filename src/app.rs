@@ -14,6 +14,8 @@ use crate::store::{self, StoreError};
 use axum::Router;
 use rand::distr::{Alphanumeric, SampleString};
 use std::future::Future;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -33,37 +35,42 @@ pub struct App {
 }
 
 /// Recovers the data directory, starts the engine and builds the router. With neither
-/// an admin key nor a JWT secret configured (the demo start) it makes random ones,
-/// tells them in the banner with tokens for users 1 to 3, and creates a demo concert
-/// if the data directory holds none.
+/// an admin key nor a JWT secret configured (the demo start) it uses the demo secrets
+/// kept in the data directory (making them on the first start), tells them in the
+/// banner with tokens for users 1 to 3, and creates a demo concert if the data
+/// directory holds none.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
-    let demo = config.admin_key.is_none() && config.jwt_secret.is_none();
-    let mut banner = Vec::new();
-    let admin_key = config.admin_key.clone().unwrap_or_else(|| {
-        let key = random_secret();
-        banner.push(format!("admin key: {key}"));
-        key
-    });
-    let generated_jwt_secret = config.jwt_secret.is_none();
-    let jwt_secret = config.jwt_secret.clone().unwrap_or_else(|| {
-        let note = "JWT secret: generated for this run (set --jwt-secret to keep tokens valid)";
-        banner.push(note.to_owned());
-        random_secret()
-    });
-    let auth = Arc::new(Auth::new(&admin_key, &jwt_secret));
     let rules = config.rules();
     let opened = store::open(&config.store(), &rules)?;
-    let recovered = format!(
+    let mut banner = vec![format!(
         "recovered {} up to event {} ({} replayed from the log)",
         config.data_dir.display(),
         opened.image.seq,
         opened.replayed
-    );
-    banner.insert(0, recovered);
+    )];
+    let demo = config.admin_key.is_none() && config.jwt_secret.is_none();
+    let (admin_key, jwt_secret) = if demo {
+        let secrets = DemoSecrets::load_or_make(&config.data_dir)?;
+        banner.push(format!("admin key: {}", secrets.admin_key));
+        (secrets.admin_key, secrets.jwt_secret)
+    } else {
+        let admin_key = config.admin_key.clone().unwrap_or_else(|| {
+            let key = random_secret();
+            banner.push(format!("admin key: {key}"));
+            key
+        });
+        let jwt_secret = config.jwt_secret.clone().unwrap_or_else(|| {
+            let note = "JWT secret: generated for this run (set --jwt-secret to keep tokens valid)";
+            banner.push(note.to_owned());
+            random_secret()
+        });
+        (admin_key, jwt_secret)
+    };
+    let auth = Arc::new(Auth::new(&admin_key, &jwt_secret));
     let journal = Journal::durable(opened.writer, opened.stopped);
     let engine = Engine::start(rules, clock, journal, opened.image);
-    // A secret nobody knows would lock every user out: tell tokens signed with it.
-    if generated_jwt_secret {
+    // Unless the operator set the JWT secret, nobody else can sign tokens: tell some.
+    if config.jwt_secret.is_none() {
         for user in 1..=3 {
             let token = auth.token(UserId(user), DEMO_TOKEN_TTL_SECS);
             banner.push(format!("token for user {user}: {token}"));
@@ -106,6 +113,42 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The demo start's secrets, kept in the data directory so that a restarted demo keeps
+/// its admin key and its users' tokens. Never used when either secret is configured.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DemoSecrets {
+    admin_key: String,
+    jwt_secret: String,
+}
+
+impl DemoSecrets {
+    const FILE: &str = "demo-secrets.json";
+
+    fn load_or_make(dir: &Path) -> Result<DemoSecrets, StoreError> {
+        let path = dir.join(Self::FILE);
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(secrets) = serde_json::from_slice(&bytes)
+        {
+            return Ok(secrets);
+        }
+        let secrets = DemoSecrets {
+            admin_key: random_secret(),
+            jwt_secret: random_secret(),
+        };
+        let json = serde_json::to_vec_pretty(&secrets).expect("two strings serialize");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(StoreError::io(&path))?;
+        file.write_all(&json)
+            .and_then(|()| file.sync_all())
+            .map_err(StoreError::io(&path))?;
+        Ok(secrets)
+    }
 }
 
 fn random_secret() -> String {
