@@ -25,3 +25,30 @@ pub async fn call<M, T>(
         })?;
     answer.await.map_err(|_| Error::Unavailable)?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_mailbox_full_past_the_wait_is_overloaded_and_a_closed_one_unavailable() {
+        let (to, mut inbox) = mpsc::channel::<Reply<()>>(1);
+        let (filler, _) = oneshot::channel();
+        to.try_send(filler).unwrap();
+        assert_eq!(call(&to, |reply| reply).await, Err(Error::Overloaded));
+        drop(inbox.recv().await);
+        drop(inbox);
+        assert_eq!(call(&to, |reply| reply).await, Err(Error::Unavailable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_gets_the_actors_answer() {
+        let (to, mut inbox) = mpsc::channel::<Reply<u32>>(1);
+        tokio::spawn(async move {
+            while let Some(reply) = inbox.recv().await {
+                let _ = reply.send(Ok(7));
+            }
+        });
+        assert_eq!(call(&to, |reply| reply).await, Ok(7));
+    }
+}

@@ -149,3 +149,48 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overloaded_engine_is_a_503_problem_with_retry_after() {
+        let response = ApiError::from(Error::Overloaded).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let headers = response.headers();
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    }
+
+    #[test]
+    fn every_rejection_has_a_client_error_status() {
+        let rejections = [
+            Rejection::InvalidRequest(String::new()),
+            Rejection::InvalidAmount(String::new()),
+            Rejection::ConcertNotFound,
+            Rejection::DateNotFound,
+            Rejection::SeatNotFound(vec![SeatId(1)]),
+            Rejection::ReservationNotFound,
+            Rejection::NotInQueue,
+            Rejection::NotAdmitted,
+            Rejection::SeatUnavailable(vec![SeatId(1)]),
+            Rejection::SeatLimitExceeded { limit: 4 },
+            Rejection::AlreadyPaid,
+            Rejection::ReservationExpired,
+            Rejection::ReservationCancelled,
+            Rejection::InsufficientBalance {
+                amount: crate::domain::Won(2),
+                balance: crate::domain::Won(1),
+            },
+            Rejection::BalanceLimit {
+                limit: crate::domain::Won(1),
+            },
+            Rejection::IdempotencyKeyReused,
+        ];
+        for rejection in rejections {
+            let error = ApiError::from(rejection.clone());
+            assert!(error.status.is_client_error(), "{rejection:?}");
+        }
+    }
+}
