@@ -85,6 +85,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     let state = AppState {
         engine: engine.clone(),
         auth: auth.clone(),
+        http: Arc::default(),
     };
     let router = http::router(state);
     Ok(App {

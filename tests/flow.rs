@@ -304,9 +304,34 @@ async fn the_operations_endpoints_answer() {
         "/api/v1/payments",
         "/api/v1/concerts/{concertId}/queue",
         "/api/v1/wallet/charges",
+        "/metrics",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
+    let (concert, date) = server.concert(1, 5, 100).await;
+    server.admit(concert, 1).await;
+    server.hold(1, date, &[1, 2]).await.expect(201);
+    let bad = server.get(1, "/api/v1/reservations/not-a-uuid").await;
+    bad.assert_problem(400, "INVALID_REQUEST");
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    let seats = format!("boxoffice_seats{{concert=\"{concert}\",date=\"{date}\"");
+    for line in [
+        format!("{seats},status=\"available\"}} 3"),
+        format!("{seats},status=\"held\"}} 2"),
+        format!("boxoffice_queue_entries{{concert=\"{concert}\",status=\"active\"}} 1"),
+        "boxoffice_write_path_up 1".to_owned(),
+        "boxoffice_http_responses_total{status=\"400\"} 1".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(text.contains("boxoffice_events_committed_total "), "{text}");
     let ui = server
         .http
         .get(format!("{}/docs/", server.base))

@@ -203,6 +203,11 @@ impl Engine {
         Ok(entry.summary(self.now()))
     }
 
+    /// Every running concert with its views (for metrics).
+    pub fn concert_entries(&self) -> Vec<Arc<ConcertEntry>> {
+        self.directory.concerts()
+    }
+
     /// Every concert.
     pub fn concerts(&self) -> Vec<ConcertSummary> {
         let now = self.now();

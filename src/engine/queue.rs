@@ -181,6 +181,7 @@ impl QueueActor {
                 self.publish(user);
                 self.advance(now, &mut batch);
             }
+            self.deps.view.show_waiting(self.state.waiting_len());
             self.deps.journal.submit(batch).await;
         }
     }

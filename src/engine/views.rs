@@ -138,6 +138,15 @@ impl DateView {
         self.available.load(Ordering::Acquire) + lapsed
     }
 
+    /// Seats held and sold, as recorded (holds past their deadline still count as held
+    /// until the date actor records their expiry).
+    pub fn recorded_counts(&self) -> (u32, u32) {
+        (
+            self.held.load(Ordering::Acquire),
+            self.sold.load(Ordering::Acquire),
+        )
+    }
+
     /// Whether every seat is sold (for good: sold seats never return).
     pub fn is_sold_out(&self) -> bool {
         self.sold.load(Ordering::Acquire) == self.date.layout.seats_total()
@@ -269,9 +278,25 @@ impl ReservationIndex {
 #[derive(Default)]
 pub struct QueueView {
     active: DashMap<UserId, Timestamp>,
+    waiting: AtomicU64,
 }
 
 impl QueueView {
+    /// Entries shown as active (some may have passed their deadline a moment ago).
+    pub fn active_len(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Entries waiting, as of the queue actor's last batch.
+    pub fn waiting_len(&self) -> u64 {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Publishes the number of waiting entries.
+    pub(super) fn show_waiting(&self, waiting: usize) {
+        self.waiting.store(waiting as u64, Ordering::Release);
+    }
+
     /// Whether the user is active at `now` (an entry past its deadline is not, whether
     /// or not the queue actor has recorded the expiry yet).
     pub fn is_active(&self, user: UserId, now: Timestamp) -> bool {

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod queue;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request authentication.
     pub auth: Arc<Auth>,
+    /// Answers by status, for `/metrics`.
+    pub http: Arc<metrics::HttpCounters>,
 }
 
 /// The whole API.
@@ -51,5 +54,9 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_responses,
+        ))
         .with_state(state)
 }

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document of the whole API, assembled from the handlers' annotations.
 
-use super::{catalog, ops, queue, reservations, wallet};
+use super::{catalog, metrics, ops, queue, reservations, wallet};
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         queue::join, queue::get_entry, queue::leave,
         reservations::hold, reservations::list, reservations::get_one, reservations::cancel,
         wallet::balance, wallet::charge, wallet::transactions, wallet::pay, wallet::payments,
-        ops::health,
+        ops::health, metrics::metrics,
     ),
     modifiers(&Security),
     tags(
@@ -23,7 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "reservations", description = "Seat holds"),
         (name = "wallet", description = "Prepaid wallet"),
         (name = "payments", description = "Paying a hold from the wallet"),
-        (name = "operations", description = "Health and documentation"),
+        (name = "operations", description = "Health, metrics and documentation"),
     )
 )]
 pub struct ApiDoc;

@@ -1,4 +1,4 @@
-//! Operations routes: health, the OpenAPI document and Swagger UI (served from the
+//! Operations routes: health, metrics, the OpenAPI document and Swagger UI (served from the
 //! binary: the UI's files are compiled in, nothing is fetched from a CDN).
 
 use super::AppState;
@@ -14,6 +14,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(super::metrics::metrics))
         .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", ApiDoc::openapi()))
 }
 
