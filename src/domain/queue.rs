@@ -416,20 +416,28 @@ impl QueueState {
                 entry.active_until = Some(until);
                 self.active.insert((entry.active_deadline(), user));
             }
-            QueueEvent::Expired { user, at } => self.finish(user, EntryStatus::Expired, at),
+            // The three below may reach the log after the payment that ended the entry
+            // (see `replay_payment`): then they have nothing left to change.
+            QueueEvent::Expired { user, at } => {
+                if !self.ended_by_payment(user) {
+                    self.finish(user, EntryStatus::Expired, at);
+                }
+            }
             QueueEvent::HoldNoted {
                 user,
                 reservation_id,
                 expires_at,
             } => {
-                self.reindex(user, |entry| {
-                    assert_eq!(
-                        entry.status,
-                        EntryStatus::Active,
-                        "only an active user holds"
-                    );
-                    entry.holds.push((reservation_id, expires_at));
-                });
+                if !self.ended_by_payment(user) {
+                    self.reindex(user, |entry| {
+                        assert_eq!(
+                            entry.status,
+                            EntryStatus::Active,
+                            "only an active user holds"
+                        );
+                        entry.holds.push((reservation_id, expires_at));
+                    });
+                }
             }
             QueueEvent::HoldReleased {
                 user,
@@ -456,6 +464,12 @@ impl QueueState {
 
     /// Applies the waiting-room side of a payment: an active payer's entry completes.
     ///
+    /// The room hears of a payment only once its log record is durable, so every room
+    /// event that follows from it is logged after it. The room's own records of what it
+    /// did just before (a hold noted, a hold released, an expiry) may still be logged
+    /// after the payment, when the room's batch reaches the writer later than the
+    /// wallet's: replay then finds the entry already `COMPLETED` and skips them.
+    ///
     /// The one change to a final entry: the payment that sells the last seat reaches
     /// the room after the room saw the sell-out (it reads the seat counts directly),
     /// so an entry that was active when the sell-out ended it completes too.
@@ -473,6 +487,14 @@ impl QueueState {
             }
             _ => {}
         }
+    }
+
+    /// Whether the user's entry was ended by a payment (events about it that the room
+    /// logged after the payment's record then change nothing).
+    fn ended_by_payment(&self, user: UserId) -> bool {
+        self.entries
+            .get(&user)
+            .is_some_and(|e| e.status == EntryStatus::Completed)
     }
 
     fn replay_joined(
@@ -792,6 +814,38 @@ mod tests {
         assert_eq!(status(&room, 2).0, EntryStatus::SoldOut);
         room.replay_payment(&payment(3, t(5)));
         assert_eq!(status(&room, 3).0, EntryStatus::SoldOut);
+    }
+
+    #[test]
+    fn room_records_logged_after_the_payment_that_ended_the_entry_replay_as_no_ops() {
+        // Live order: the room notes a hold, releases it, and only then hears of the
+        // payment; the log has the payment first and the room's records after it.
+        let mut live = room();
+        let mut events = Vec::new();
+        for user in 1..=2 {
+            events.extend(live.advance(t(0), false));
+            events.extend(live.join(UserId(user), ticket(user), t(0)));
+        }
+        events.extend(live.advance(t(0), false));
+        let r = ReservationId(uuid::Uuid::from_u128(9));
+        let late = [
+            live.note_hold(UserId(1), r, t(300)).unwrap(),
+            live.release_hold(UserId(1), r).unwrap(),
+            QueueEvent::Expired {
+                user: UserId(1),
+                at: t(5),
+            },
+        ];
+        let mut replayed = room();
+        for event in &events {
+            replayed.replay(event);
+        }
+        replayed.replay_payment(&payment(1, t(4)));
+        for event in &late {
+            replayed.replay(event);
+        }
+        assert_eq!(status(&replayed, 1).0, EntryStatus::Completed);
+        assert_eq!(status(&replayed, 2).0, EntryStatus::Active);
     }
 
     #[test]

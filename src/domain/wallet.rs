@@ -308,6 +308,9 @@ impl WalletShard {
         }
     }
 
+    /// Records a keyed request's receipt. Keys past their time to live are forgotten
+    /// first, at the request's own time, exactly as the live wallet forgot them before
+    /// it took the request: so a key used again a day later replays like it ran.
     fn remember(
         &mut self,
         user: UserId,
@@ -316,6 +319,7 @@ impl WalletShard {
         receipt: Receipt,
         at: Timestamp,
     ) {
+        self.forget_keys(at);
         let previous = self.keys.insert(
             (user, key.to_owned()),
             KeyRecord {
@@ -463,6 +467,33 @@ mod tests {
             shard.recall(UserId(1), "k", &KeyedRequest::Charge(Won(100))),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn a_key_used_again_after_its_time_to_live_is_a_new_request_live_and_in_replay() {
+        let mut live = WalletShard::new(RULES);
+        let mut events = Vec::new();
+        let key = || Some("k".to_owned());
+        events.push(
+            live.charge(UserId(1), Won(100), charge_id(1), key(), t(0))
+                .unwrap(),
+        );
+        let day = 24 * 3600;
+        live.forget_keys(t(day));
+        assert_eq!(
+            live.recall(UserId(1), "k", &KeyedRequest::Charge(Won(7))),
+            Ok(None)
+        );
+        events.push(
+            live.charge(UserId(1), Won(7), charge_id(2), key(), t(day))
+                .unwrap(),
+        );
+        let mut replayed = WalletShard::new(RULES);
+        for event in &events {
+            replayed.replay(event);
+        }
+        assert_eq!(replayed.accounts, live.accounts);
+        assert_eq!(replayed.keys, live.keys);
     }
 
     #[test]

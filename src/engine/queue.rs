@@ -21,7 +21,7 @@ use crate::domain::queue::{EntryStatus, EntryView, QueueEvent, QueueState};
 use crate::domain::{Event, ReservationId, Ticket, Timestamp, UserId};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How often an idle queue actor brings its room up to date.
 const ADVANCE_EVERY: Duration = Duration::from_millis(250);
@@ -50,6 +50,7 @@ enum QueueMessage {
     },
     Complete {
         payment: Payment,
+        done: oneshot::Sender<()>,
     },
 }
 
@@ -61,7 +62,7 @@ impl QueueMessage {
             | QueueMessage::Leave { user, .. }
             | QueueMessage::NoteHold { user, .. }
             | QueueMessage::ReleaseHold { user, .. } => *user,
-            QueueMessage::Complete { payment } => payment.user,
+            QueueMessage::Complete { payment, .. } => payment.user,
         }
     }
 }
@@ -140,15 +141,18 @@ impl QueueHandle {
             .map_err(|_| Error::Overloaded)
     }
 
-    /// Tells the room the user paid: the entry completes. Waits for room in the mailbox
-    /// however long it takes (the payment happened; its queue side must not be
-    /// dropped), but not for the room to apply it.
+    /// Tells the room the user paid (call once the payment is durable): the entry
+    /// completes. Waits for room in the mailbox however long it takes, since the payment
+    /// happened and its queue side must not be dropped, and then until the room has
+    /// applied it (in memory; the payment's own log record covers it).
     pub async fn complete(&self, payment: Payment) -> Result<(), Error> {
-        let message = QueueMessage::Complete { payment };
+        let (done, applied) = oneshot::channel();
+        let message = QueueMessage::Complete { payment, done };
         self.mailbox
             .send(message)
             .await
-            .map_err(|_| Error::Unavailable)
+            .map_err(|_| Error::Unavailable)?;
+        applied.await.map_err(|_| Error::Unavailable)
     }
 }
 
@@ -278,9 +282,12 @@ impl QueueActor {
                     self.log(event, batch);
                 }
             }
-            QueueMessage::Complete { payment } => {
+            QueueMessage::Complete { payment, done } => {
                 // The payment itself is logged once, by the payer's wallet.
                 self.state.replay_payment(&payment);
+                self.publish(payment.user);
+                // The payer may have stopped waiting; that is fine.
+                let _ = done.send(());
             }
         }
     }

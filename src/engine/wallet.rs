@@ -3,8 +3,9 @@
 //!
 //! A payment is run by the payer's shard: it recalls the idempotency key, asks the
 //! reservation's date actor to sell the seats against the balance (which cannot change
-//! meanwhile: this actor owns it and is busy with this message), debits, completes the
-//! payer's queue entry, and logs the one [`Event::Paid`] that records all three.
+//! meanwhile: this actor owns it and is busy with this message), debits, and logs the
+//! one [`Event::Paid`] that records the seats, the debit and the queue entry. Once that
+//! record is durable the payer's queue entry is completed, and then the payer is told.
 //! Talks to: date and queue actors (never the other way round), and the journal.
 
 use super::catalog::Directory;
@@ -19,7 +20,7 @@ use crate::domain::wallet::{
 };
 use crate::domain::{ChargeId, Event, PaymentId, ReservationId, Timestamp, UserId, Won};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 enum WalletMessage {
     Charge {
@@ -189,10 +190,11 @@ impl WalletActor {
                 reservation_id,
                 key,
                 reply,
-            } => {
-                let result = self.pay(user, reservation_id, key, batch).await;
-                batch.reply(reply, result);
-            }
+            } => match self.pay(user, reservation_id, key, batch).await {
+                Ok(Paid::Fresh(payment)) => self.reply_after_room(payment, reply, batch),
+                Ok(Paid::Recalled(payment)) => batch.reply(reply, Ok(payment)),
+                Err(e) => batch.reply(reply, Err(e)),
+            },
         }
     }
 
@@ -229,13 +231,13 @@ impl WalletActor {
         reservation_id: ReservationId,
         key: Option<String>,
         batch: &mut Batch,
-    ) -> Result<Payment, Error> {
+    ) -> Result<Paid, Error> {
         if let Some(key) = &key {
             match self
                 .shard
                 .recall(user, key, &KeyedRequest::Pay(reservation_id))?
             {
-                Some(Receipt::Paid(payment)) => return Ok(payment),
+                Some(Receipt::Paid(payment)) => return Ok(Paid::Recalled(payment)),
                 Some(Receipt::Charged(_)) => unreachable!("recall matches the request kind"),
                 None => {}
             }
@@ -255,12 +257,37 @@ impl WalletActor {
         };
         let payment = date.handle.pay(command).await?;
         self.shard.replay_payment(&payment);
-        if let Some(concert) = self.deps.directory.concert(payment.concert_id) {
-            // The queue side is in memory only; Event::Paid below records it. Should
-            // the queue actor be gone, the payment still stands.
-            let _ = concert.queue.complete(payment.clone()).await;
-        }
         batch.push(Event::Paid(payment.clone()));
-        Ok(payment)
+        Ok(Paid::Fresh(payment))
     }
+
+    /// Answers a payer once the payment is durable and the room has completed their
+    /// entry. The room hears of the payment only once it is durable, so nothing the
+    /// room logs because of it can precede it in the log.
+    fn reply_after_room(&self, payment: Payment, reply: Reply<Payment>, batch: &mut Batch) {
+        let (durable, committed) = oneshot::channel();
+        batch.reply(durable, Ok(()));
+        let queue = self
+            .deps
+            .directory
+            .concert(payment.concert_id)
+            .map(|c| c.queue.clone());
+        tokio::spawn(async move {
+            let outcome = committed.await.unwrap_or(Err(Error::Unavailable));
+            if outcome.is_ok()
+                && let Some(queue) = queue
+            {
+                // Should the room be gone, the payment still stands.
+                let _ = queue.complete(payment.clone()).await;
+            }
+            // The caller may have stopped waiting; that is fine.
+            let _ = reply.send(outcome.map(|()| payment));
+        });
+    }
+}
+
+/// A payment's outcome: made now, or the receipt of an earlier one with the same key.
+enum Paid {
+    Fresh(Payment),
+    Recalled(Payment),
 }

@@ -72,14 +72,23 @@ fn newest_snapshot(dir: &Path) -> Result<Option<Image>, StoreError> {
             Ok((header_seq, image)) if header_seq == seq && image.seq == seq => {
                 return Ok(Some(image));
             }
-            Ok(_) => tracing::warn!(
-                "{}: sequence numbers disagree; using an older snapshot",
-                path.display()
-            ),
-            Err(why) => tracing::warn!("{}: {why}; using an older snapshot", path.display()),
+            Ok(_) => set_aside(&path, "sequence numbers disagree")?,
+            Err(why) => set_aside(&path, &why)?,
         }
     }
     Ok(None)
+}
+
+/// Renames a damaged snapshot to `*.snapshot.damaged` (kept for inspection), so it no
+/// longer counts among the snapshots kept and an older whole one is not pruned for it.
+fn set_aside(path: &Path, why: &str) -> Result<(), StoreError> {
+    let damaged = path.with_extension("snapshot.damaged");
+    tracing::warn!(
+        "{}: {why}; set aside as {}, using an older snapshot",
+        path.display(),
+        damaged.display()
+    );
+    std::fs::rename(path, &damaged).map_err(StoreError::io(path))
 }
 
 fn replay_segment(
