@@ -58,6 +58,8 @@ pub struct Server {
     pub engine: Arc<boxoffice::engine::Engine>,
     /// The data directory, removed when the last server using it is gone.
     pub dir: Arc<tempfile::TempDir>,
+    /// What the app said at start (the first line tells what recovery did).
+    pub banner: Vec<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -117,6 +119,7 @@ impl Server {
             config,
             engine: app.engine,
             dir,
+            banner: app.banner,
             shutdown: Some(stop),
             serving: Some(serving),
         }
@@ -138,6 +141,45 @@ impl Server {
             serving.await.unwrap().unwrap();
         }
         self.engine.journal().stop().await;
+    }
+
+    /// The sequence number recovery ended at when this server started.
+    pub fn recovered_seq(&self) -> u64 {
+        self.recovery_numbers().0
+    }
+
+    /// How many log records recovery replayed on top of a snapshot at start.
+    pub fn replayed(&self) -> u64 {
+        self.recovery_numbers().1
+    }
+
+    /// Reads "... up to event N (M replayed from the log)" from the banner.
+    fn recovery_numbers(&self) -> (u64, u64) {
+        let line = &self.banner[0];
+        let marker = " up to event ";
+        let at = line
+            .rfind(marker)
+            .expect("the banner tells what recovery did");
+        let mut words = line[at + marker.len()..].split_whitespace();
+        let seq = words.next().and_then(|w| w.parse().ok());
+        let replayed = words
+            .next()
+            .and_then(|w| w.trim_start_matches('(').parse().ok());
+        (
+            seq.expect("a sequence number"),
+            replayed.expect("a replayed count"),
+        )
+    }
+
+    /// Files in the data directory whose names end in `suffix`, by name.
+    pub fn data_files(&self, suffix: &str) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_str().is_some_and(|p| p.ends_with(suffix)))
+            .collect();
+        files.sort();
+        files
     }
 
     /// A valid token for `user`.
