@@ -1,0 +1,860 @@
+//! The store's speed: the log writer, replay, snapshots, and what durability costs a
+//! hold. `cargo bench --bench store [-- log replay snapshot hold]` (no names: all four);
+//! about a minute and a half on the 2-core machine. Every figure is the median of
+//! [`REPETITIONS`] runs on a fresh temporary data directory on the real disk.
+//!
+//! What each figure should be, and why:
+//!
+//! - **log** (the writer alone, charges committed through `Journal::commit`). With one
+//!   submitter and one event per batch every event waits for its own fdatasync, so
+//!   events/s = 1 / fsync time: about 6,700/s if an fsync costs ~0.15 ms. With 32
+//!   submitters the writer groups up to 32 waiting batches into one write and one fsync
+//!   (events per write up to 32 × batch; the writer's appends are counted from its
+//!   thread's `/proc` I/O counters), so events/s should grow with the batch until the
+//!   CPU bounds it: encoding a ~70-byte record (bincode + CRC-32) and the replica
+//!   applying it cost about a microsecond each, so batches of 100–1000 should reach
+//!   hundreds of thousands to about a million durable events/s, and `--fsync never`
+//!   should approach that ceiling at every batch size.
+//! - **replay** (`recovery::recover` of one segment of 1,000,000 records, no snapshot).
+//!   The aim is ≥ 2 million events/s: reading ~100 MB from the page cache and its
+//!   CRC-32 take tens of milliseconds, leaving ~400 ns per event for bincode and
+//!   `Image::apply`. The decode and apply columns split the time, and the timestamp
+//!   line shows what a `chrono` timestamp costs bincode (it is an RFC 3339 string)
+//!   next to the same instant as an integer.
+//! - **snapshot** (a date of 1,000,000 seats). A free seat is one byte and a held or
+//!   sold one 18, so the realistic state (10,000 users holding 4 seats each, half of
+//!   them paid) is a few MB and should encode, write (one fsync) and load in tens of
+//!   milliseconds; the sold-out state (250,000 reservations, wallets and queue entries)
+//!   is ~100 MB and should take about a second each way.
+//! - **hold** (`Engine::hold` of one seat, 64 concurrent callers, 16,000 holds). A
+//!   durable hold waits for two commits in turn (the date's `SeatsHeld`, then the
+//!   room's `HoldNoted`), so its latency is about two group commits (p50 ≈ 1–2 ms);
+//!   with 64 callers in flight each fsync is shared by dozens of holds, so durable
+//!   throughput should stay within 2× of `--fsync never` (ratio ≥ 0.5). The in-memory
+//!   journal shows what the actors alone can do.
+
+use boxoffice::config::Config;
+use boxoffice::domain::catalog::{CatalogCommand, ConcertSpec, DateSpec, SectionSpec};
+use boxoffice::domain::date::{DateEvent, Payment, Reservation, ReservationStatus};
+use boxoffice::domain::queue::{EntryStatus, QueueEvent};
+use boxoffice::domain::wallet::{Charge, WalletEvent};
+use boxoffice::domain::{
+    ChargeId, ConcertId, DateId, Event, PaymentId, ReservationId, SeatId, Ticket, Timestamp,
+    UserId, Won,
+};
+use boxoffice::engine::clock::SystemClock;
+use boxoffice::engine::journal::Journal;
+use boxoffice::engine::{Engine, Rules};
+use boxoffice::store::format::{self, Record};
+use boxoffice::store::image::Image;
+use boxoffice::store::{self, FsyncPolicy, StoreOptions, log, recovery, snapshot};
+use hdrhistogram::Histogram;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Runs of each measurement; the median is reported.
+const REPETITIONS: usize = 3;
+/// How long each log writer run submits.
+const LOG_WINDOW: Duration = Duration::from_millis(500);
+/// Events replayed.
+const REPLAY_EVENTS: u64 = 1_000_000;
+/// Seats of the snapshot's date.
+const VENUE_SEATS: u32 = 1_000_000;
+/// Users that hold in the hold benchmark, each 4 seats, one per call.
+const HOLD_USERS: u64 = 4_000;
+/// Concurrent callers in the hold benchmark.
+const HOLD_CALLERS: u64 = 64;
+/// The price of every seat.
+const PRICE: u64 = 100;
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if runs("log") {
+        runtime.block_on(bench_log());
+    }
+    if runs("replay") {
+        bench_replay();
+    }
+    if runs("snapshot") {
+        bench_snapshot();
+    }
+    if runs("hold") {
+        runtime.block_on(bench_hold());
+    }
+}
+
+/// The median of `runs` by `key` (the run itself, so its other figures come along).
+fn median<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    runs.swap_remove(runs.len() / 2)
+}
+
+/// The median time of `REPETITIONS` calls of `f`, which times its own part.
+fn median_time(mut f: impl FnMut() -> Duration) -> Duration {
+    median(
+        (0..REPETITIONS).map(|_| f()).collect(),
+        Duration::as_secs_f64,
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary data directory")
+}
+
+fn options(dir: &Path, fsync: FsyncPolicy) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_owned(),
+        fsync,
+        // No snapshot while measuring; the one taken at stop is not timed.
+        snapshot_every_events: u64::MAX,
+        snapshot_interval: Duration::from_secs(3600),
+    }
+}
+
+fn start() -> Timestamp {
+    chrono::Utc::now()
+}
+
+/// A charge of 1 won taking `user`'s balance to `balance_after`.
+fn charge(user: UserId, balance_after: u64, id: u128, at: Timestamp) -> Event {
+    Event::Wallet(WalletEvent::Charged(Charge {
+        id: ChargeId(Uuid::from_u128(id)),
+        user,
+        amount: Won(1),
+        balance_after: Won(balance_after),
+        at,
+        idempotency_key: None,
+    }))
+}
+
+// ---------------------------------------------------------------------------------
+// (a) The log writer alone.
+
+/// What one log writer run measured.
+struct LogRun {
+    events_per_sec: f64,
+    commits_per_sec: f64,
+    writes_per_sec: Option<f64>,
+    latency: Histogram<u64>,
+}
+
+async fn bench_log() {
+    println!("\n(a) log writer alone: 1-won charges through Journal::commit, {LOG_WINDOW:?} a run");
+    let (small, large) = fsync_probe();
+    println!(
+        "    this disk: append 100 bytes + fdatasync {small:.3} ms; 1 MB at a time {large:.0} MB/s"
+    );
+    println!("    writes: the writer's appends, each followed by one fdatasync under `always`");
+    println!(
+        "{:<7}{:>11}{:>7}{:>12}{:>11}{:>10}{:>10}{:>9}{:>9}",
+        "fsync",
+        "submitters",
+        "batch",
+        "events/s",
+        "commits/s",
+        "writes/s",
+        "ev/write",
+        "p50 ms",
+        "p99 ms"
+    );
+    for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
+        for (submitters, batch_len) in [(1, 1), (32, 1), (32, 10), (32, 100), (32, 1000)] {
+            let mut runs = Vec::new();
+            for _ in 0..REPETITIONS {
+                runs.push(log_run(fsync, submitters, batch_len).await);
+            }
+            let run = median(runs, |r| r.events_per_sec);
+            let writes = run.writes_per_sec;
+            println!(
+                "{:<7}{:>11}{:>7}{:>12.0}{:>11.0}{:>10}{:>10}{:>9.2}{:>9.2}",
+                format!("{fsync:?}").to_lowercase(),
+                submitters,
+                batch_len,
+                run.events_per_sec,
+                run.commits_per_sec,
+                writes.map_or("?".into(), |w| format!("{w:.0}")),
+                writes.map_or("?".into(), |w| format!("{:.1}", run.events_per_sec / w)),
+                run.latency.value_at_quantile(0.5) as f64 / 1e3,
+                run.latency.value_at_quantile(0.99) as f64 / 1e3,
+            );
+        }
+    }
+}
+
+/// What fdatasync costs on this disk: milliseconds per appended 100 bytes, and MB/s
+/// when appending 1 MB at a time.
+fn fsync_probe() -> (f64, f64) {
+    let dir = data_dir();
+    let mut file = std::fs::File::create(dir.path().join("probe")).expect("a file");
+    let mut append = |bytes: &[u8], rounds: u32| {
+        let started = Instant::now();
+        for _ in 0..rounds {
+            file.write_all(bytes).expect("written");
+            file.sync_data().expect("synced");
+        }
+        started.elapsed().as_secs_f64() / f64::from(rounds)
+    };
+    let small = append(&[7u8; 100], 500);
+    let large = append(&vec![7u8; 1 << 20], 16);
+    (small * 1e3, (1 << 20) as f64 / large / 1e6)
+}
+
+async fn log_run(fsync: FsyncPolicy, submitters: u64, batch_len: u64) -> LogRun {
+    let dir = data_dir();
+    let rules = Config::default().rules();
+    let writers_before = threads_named("log-writer");
+    let opened = store::open(&options(dir.path(), fsync), &rules).expect("the store opens");
+    let writer = new_thread_named("log-writer", &writers_before).await;
+    let journal = Journal::durable(opened.writer, opened.stopped);
+    let writes_before = writer.as_deref().and_then(write_counts);
+    let started = Instant::now();
+    let deadline = started + LOG_WINDOW;
+    let tasks: Vec<_> = (0..submitters)
+        .map(|s| tokio::spawn(submit_until(journal.clone(), s, batch_len, deadline)))
+        .collect();
+    let mut latency = new_histogram();
+    let mut commits = 0;
+    for task in tasks {
+        let (task_commits, task_latency) = task.await.expect("a submitter");
+        commits += task_commits;
+        latency.add(task_latency).expect("same bounds");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let writes = writer
+        .as_deref()
+        .and_then(write_counts)
+        .zip(writes_before)
+        .map(|(after, before)| log_writes(dir.path(), before, after) as f64 / elapsed);
+    journal.stop().await;
+    LogRun {
+        events_per_sec: (commits * batch_len) as f64 / elapsed,
+        commits_per_sec: commits as f64 / elapsed,
+        writes_per_sec: writes,
+        latency,
+    }
+}
+
+/// Commits batches of charges for the submitter's own users until `deadline`; returns
+/// the number of commits and their latencies in microseconds.
+async fn submit_until(
+    journal: Journal,
+    submitter: u64,
+    batch_len: u64,
+    deadline: Instant,
+) -> (u64, Histogram<u64>) {
+    const USERS: u64 = 100;
+    let mut balances = [0u64; USERS as usize];
+    let mut latency = new_histogram();
+    let mut commits = 0;
+    let mut n: u64 = 0;
+    while Instant::now() < deadline {
+        let at = start();
+        let batch = (0..batch_len)
+            .map(|_| {
+                n += 1;
+                let user = n % USERS;
+                balances[user as usize] += 1;
+                let id = (u128::from(submitter) << 64) | u128::from(n);
+                let user_id = UserId(submitter * USERS + user + 1);
+                charge(user_id, balances[user as usize], id, at)
+            })
+            .collect();
+        let sent = Instant::now();
+        journal
+            .commit(batch)
+            .await
+            .expect("the log takes the batch");
+        latency.saturating_record(sent.elapsed().as_micros() as u64);
+        commits += 1;
+    }
+    (commits, latency)
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// This process's threads with this name (`/proc/self/task/*/comm`).
+fn threads_named(name: &str) -> Vec<PathBuf> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| Some(t.ok()?.path()))
+        .filter(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == name))
+        .collect()
+}
+
+/// The thread with this name that is not one of `before`, once it has taken its name
+/// (a new thread names itself after it starts).
+async fn new_thread_named(name: &str, before: &[PathBuf]) -> Option<PathBuf> {
+    for _ in 0..100 {
+        let found = threads_named(name)
+            .into_iter()
+            .find(|t| !before.contains(t));
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// A thread's write system calls and the bytes they wrote (`/proc/.../io`).
+fn write_counts(thread: &Path) -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string(thread.join("io")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    Some((field("syscw:")?, field("wchar:")?))
+}
+
+/// The log writer's appends between two readings of its write counts. Besides its
+/// appends it writes 8 bytes to tokio's eventfd whenever a reply wakes a parked worker,
+/// so the appends are told apart by their bytes: everything in the segments but the
+/// first header (written before the thread started) is theirs.
+fn log_writes(dir: &Path, (calls_before, bytes_before): (u64, u64), after: (u64, u64)) -> u64 {
+    let (calls, bytes) = (after.0 - calls_before, after.1 - bytes_before);
+    let logged: u64 = snapshot::numbered_files(dir, ".log")
+        .expect("the data directory lists")
+        .iter()
+        .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
+        .sum();
+    let appended = logged - format::SEGMENT_HEADER_LEN as u64;
+    let wakeups = bytes.saturating_sub(appended) / 8;
+    calls.saturating_sub(wakeups)
+}
+
+// ---------------------------------------------------------------------------------
+// (b) Replay.
+
+fn bench_replay() {
+    let rules = Config::default().rules();
+    println!("\n(b) replay: recovery::recover of one segment, no snapshot");
+    println!(
+        "{:<9}{:>10}{:>8}{:>13}{:>11}{:>10}{:>13}{:>10}{:>13}",
+        "events",
+        "count",
+        "MB",
+        "recover/s",
+        "total ms",
+        "read ms",
+        "decode ms",
+        "apply ms",
+        "apply/s"
+    );
+    for name in ["charges", "holds"] {
+        let events = match name {
+            "charges" => charge_events(REPLAY_EVENTS),
+            _ => hold_events(REPLAY_EVENTS),
+        };
+        let dir = data_dir();
+        let bytes = segment(&events);
+        let path = dir.path().join(log::file_name(1));
+        std::fs::write(&path, &bytes).expect("the segment is written");
+        let recover = median_time(|| {
+            let started = Instant::now();
+            let recovered = recovery::recover(dir.path(), &rules).expect("recovers");
+            let elapsed = started.elapsed();
+            assert_eq!(
+                recovered.replayed,
+                events.len() as u64,
+                "every record replays"
+            );
+            elapsed
+        });
+        let read = median_time(|| {
+            let started = Instant::now();
+            let read = std::fs::read(&path).expect("read");
+            let elapsed = started.elapsed();
+            assert_eq!(read.len(), bytes.len());
+            elapsed
+        });
+        let decode = median_time(|| time_decode(&bytes, events.len()));
+        let apply = median_time(|| time_apply(&events, &rules));
+        let count = events.len() as f64;
+        println!(
+            "{:<9}{:>10}{:>8.1}{:>13.0}{:>11.0}{:>10.1}{:>13.0}{:>10.0}{:>13.0}",
+            name,
+            events.len(),
+            bytes.len() as f64 / 1e6,
+            count / recover.as_secs_f64(),
+            ms(recover),
+            ms(read),
+            ms(decode),
+            ms(apply),
+            count / apply.as_secs_f64(),
+        );
+    }
+    timestamp_costs();
+}
+
+/// One user in a thousand, each with a growing balance.
+fn charge_events(n: u64) -> Vec<Event> {
+    let at = start();
+    let mut balances = vec![0u64; 1000];
+    (0..n)
+        .map(|i| {
+            let user = (i % 1000) as usize;
+            balances[user] += 1;
+            charge(UserId(user as u64 + 1), balances[user], u128::from(i), at)
+        })
+        .collect()
+}
+
+/// A concert of `n - 1` seats, then a one-seat hold on each.
+fn hold_events(n: u64) -> Vec<Event> {
+    let seats = u32::try_from(n - 1).expect("a date's seats fit a u32");
+    let at = start();
+    let mut events = vec![concert_event(seats, at)];
+    events.extend((1..=seats).map(|seat| {
+        Event::Date(
+            DateId(1),
+            DateEvent::SeatsHeld(reservation(
+                u64::from(seat),
+                u128::from(seat),
+                vec![SeatId(seat)],
+                at,
+            )),
+        )
+    }));
+    events
+}
+
+fn reservation(user: u64, id: u128, seats: Vec<SeatId>, at: Timestamp) -> Reservation {
+    Reservation {
+        id: ReservationId(Uuid::from_u128(id)),
+        user: UserId(user),
+        concert_id: ConcertId(1),
+        date_id: DateId(1),
+        amount: Won(PRICE * seats.len() as u64),
+        seats,
+        status: ReservationStatus::Held,
+        created_at: at,
+        expires_at: at + chrono::Duration::seconds(300),
+        payment_id: None,
+    }
+}
+
+/// The creation of concert 1: one date of `seats` seats in rows of 1000, one price.
+fn concert_event(seats: u32, at: Timestamp) -> Event {
+    let mut sections = vec![SectionSpec {
+        name: "A".into(),
+        rows: seats / 1000,
+        seats_per_row: 1000,
+        price: PRICE as i64,
+    }];
+    if !seats.is_multiple_of(1000) {
+        sections.push(SectionSpec {
+            name: "B".into(),
+            rows: 1,
+            seats_per_row: seats % 1000,
+            price: PRICE as i64,
+        });
+    }
+    sections.retain(|s| s.rows > 0);
+    let spec = ConcertSpec {
+        title: "Stadium".into(),
+        venue: "Seoul Olympic Stadium".into(),
+        dates: vec![DateSpec {
+            starts_at: at + chrono::Duration::days(30),
+            sections,
+        }],
+    };
+    let mut rules = Config::default().rules().catalog;
+    rules.seats_per_date_max = rules.seats_per_date_max.max(seats);
+    let mut catalog = boxoffice::domain::catalog::CatalogState::default();
+    let event = catalog
+        .apply(CatalogCommand::Create(spec), rules, at)
+        .expect("a valid concert");
+    Event::Catalog(event)
+}
+
+fn segment(events: &[Event]) -> Vec<u8> {
+    let mut bytes = format::segment_header().to_vec();
+    for (i, event) in events.iter().enumerate() {
+        format::encode_record(&mut bytes, i as u64 + 1, event);
+    }
+    bytes
+}
+
+/// Checks and decodes every record (what recovery does before applying).
+fn time_decode(bytes: &[u8], count: usize) -> Duration {
+    let started = Instant::now();
+    let mut offset = format::SEGMENT_HEADER_LEN;
+    let mut decoded = 0;
+    while offset < bytes.len() {
+        let Record::Valid { len, .. } = format::decode_record(&bytes[offset..]) else {
+            panic!("a whole log");
+        };
+        offset += len;
+        decoded += 1;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(decoded, count);
+    elapsed
+}
+
+/// Applies decoded events to an empty image (what recovery does after decoding).
+fn time_apply(events: &[Event], rules: &Rules) -> Duration {
+    let mut image = Image::empty(rules);
+    let started = Instant::now();
+    for (i, event) in events.iter().enumerate() {
+        image.apply(i as u64 + 1, event, rules);
+    }
+    started.elapsed()
+}
+
+/// What bincode pays for one timestamp: as `chrono` serializes it (an RFC 3339
+/// string) and as the same instant in nanoseconds (an integer).
+fn timestamp_costs() {
+    let config = bincode::config::standard();
+    let at = start();
+    let stamps: Vec<Timestamp> = (0..REPLAY_EVENTS as i64)
+        .map(|i| at + chrono::Duration::nanoseconds(i * 1_234_567))
+        .collect();
+    let nanos: Vec<i64> = stamps
+        .iter()
+        .map(|t| t.timestamp_nanos_opt().expect("in range"))
+        .collect();
+    let as_string = bincode::serde::encode_to_vec(&stamps, config).expect("encodes");
+    let as_integer = bincode::serde::encode_to_vec(&nanos, config).expect("encodes");
+    let per_stamp = |d: Duration| d.as_secs_f64() * 1e9 / stamps.len() as f64;
+    let string = median_time(|| {
+        let started = Instant::now();
+        let (decoded, _): (Vec<Timestamp>, _) =
+            bincode::serde::decode_from_slice(&as_string, config).expect("decodes");
+        let elapsed = started.elapsed();
+        assert_eq!(decoded.len(), stamps.len());
+        elapsed
+    });
+    let integer = median_time(|| {
+        let started = Instant::now();
+        let (decoded, _): (Vec<i64>, _) =
+            bincode::serde::decode_from_slice(&as_integer, config).expect("decodes");
+        let elapsed = started.elapsed();
+        assert_eq!(decoded.len(), nanos.len());
+        elapsed
+    });
+    println!(
+        "    one timestamp: RFC 3339 string {} bytes, {:.0} ns to decode; as i64 nanoseconds {:.1} bytes, {:.0} ns",
+        as_string.len() / stamps.len(),
+        per_stamp(string),
+        as_integer.len() as f64 / nanos.len() as f64,
+        per_stamp(integer),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// (c) Snapshots.
+
+fn bench_snapshot() {
+    let mut rules = Config::default().rules();
+    rules.catalog.seats_per_date_max = VENUE_SEATS;
+    println!("\n(c) snapshot of a date of {VENUE_SEATS} seats");
+    println!(
+        "{:<40}{:>8}{:>11}{:>10}{:>10}{:>12}",
+        "state", "MB", "encode ms", "write ms", "load ms", "recover ms"
+    );
+    let states = [
+        ("10k users hold 4 seats each, half paid", 10_000, 2),
+        ("sold out: 250k users paid 4 seats each", 250_000, 1),
+    ];
+    for (name, users, paid_every) in states {
+        let image = venue_image(&rules, users, paid_every);
+        let dir = data_dir();
+        let mut len = 0;
+        let encode = median_time(|| {
+            let started = Instant::now();
+            let bytes = format::encode_snapshot(image.seq, &image);
+            let elapsed = started.elapsed();
+            len = bytes.len();
+            elapsed
+        });
+        let write = median_time(|| {
+            let started = Instant::now();
+            snapshot::write(dir.path(), &image).expect("written");
+            started.elapsed()
+        });
+        let path = dir.path().join(snapshot::file_name(image.seq));
+        let load = median_time(|| {
+            let started = Instant::now();
+            let bytes = std::fs::read(&path).expect("read");
+            let (seq, loaded) = format::decode_snapshot::<Image>(&bytes).expect("decodes");
+            let elapsed = started.elapsed();
+            assert_eq!((seq, loaded.seq), (image.seq, image.seq));
+            elapsed
+        });
+        let recover = median_time(|| {
+            let started = Instant::now();
+            let recovered = recovery::recover(dir.path(), &rules).expect("recovers");
+            let elapsed = started.elapsed();
+            assert_eq!(recovered.image.seq, image.seq);
+            elapsed
+        });
+        println!(
+            "{:<40}{:>8.1}{:>11.0}{:>10.0}{:>10.0}{:>12.0}",
+            name,
+            len as f64 / 1e6,
+            ms(encode),
+            ms(write),
+            ms(load),
+            ms(recover),
+        );
+    }
+}
+
+/// A 1M-seat date where `users` users each joined, were admitted, charged, held 4
+/// seats and (every `paid_every`-th) paid, applied as the log would have it.
+fn venue_image(rules: &Rules, users: u64, paid_every: u64) -> Image {
+    let at = start();
+    let mut image = Image::empty(rules);
+    let mut seq = 0;
+    let mut apply = |image: &mut Image, event: Event| {
+        seq += 1;
+        image.apply(seq, &event, rules);
+    };
+    apply(&mut image, concert_event(VENUE_SEATS, at));
+    let queue = |event| Event::Queue(ConcertId(1), event);
+    for u in 1..=users {
+        let user = UserId(u);
+        let ticket = Ticket(Uuid::from_u128(u128::from(u)));
+        let idle_until = at + chrono::Duration::seconds(120);
+        apply(
+            &mut image,
+            queue(QueueEvent::Joined {
+                user,
+                ticket,
+                at,
+                idle_until,
+            }),
+        );
+        let until = at + chrono::Duration::seconds(600);
+        apply(&mut image, queue(QueueEvent::Admitted { user, at, until }));
+        apply(&mut image, charge_won(user, 4 * PRICE, u128::from(u), at));
+        let first = u32::try_from((u - 1) * 4 + 1).expect("seats fit a u32");
+        let seats = (first..first + 4).map(SeatId).collect();
+        let held = reservation(u, u128::from(u), seats, at);
+        let (id, expires_at) = (held.id, held.expires_at);
+        apply(
+            &mut image,
+            Event::Date(DateId(1), DateEvent::SeatsHeld(held)),
+        );
+        let noted = QueueEvent::HoldNoted {
+            user,
+            reservation_id: id,
+            expires_at,
+        };
+        apply(&mut image, queue(noted));
+        if u % paid_every == 0 {
+            apply(&mut image, Event::Paid(payment(user, id, at)));
+        }
+    }
+    image
+}
+
+fn charge_won(user: UserId, amount: u64, id: u128, at: Timestamp) -> Event {
+    Event::Wallet(WalletEvent::Charged(Charge {
+        id: ChargeId(Uuid::from_u128(id)),
+        user,
+        amount: Won(amount),
+        balance_after: Won(amount),
+        at,
+        idempotency_key: None,
+    }))
+}
+
+fn payment(user: UserId, reservation_id: ReservationId, at: Timestamp) -> Payment {
+    Payment {
+        id: PaymentId(reservation_id.0),
+        reservation_id,
+        user,
+        concert_id: ConcertId(1),
+        date_id: DateId(1),
+        amount: Won(4 * PRICE),
+        balance_after: Won::ZERO,
+        paid_at: at,
+        idempotency_key: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// (d) What durability costs a hold.
+
+/// Where the engine's batches go.
+#[derive(Debug, Clone, Copy)]
+enum Journaling {
+    Memory,
+    Log(FsyncPolicy),
+}
+
+/// What one hold run measured.
+struct HoldRun {
+    holds_per_sec: f64,
+    latency: Histogram<u64>,
+}
+
+async fn bench_hold() {
+    println!(
+        "\n(d) Engine::hold of one seat: {HOLD_CALLERS} concurrent callers, {} holds",
+        HOLD_USERS * 4
+    );
+    println!(
+        "{:<15}{:>10}{:>9}{:>9}{:>9}",
+        "journal", "holds/s", "p50 ms", "p99 ms", "max ms"
+    );
+    let mut rates = Vec::new();
+    for mode in [
+        Journaling::Memory,
+        Journaling::Log(FsyncPolicy::Never),
+        Journaling::Log(FsyncPolicy::Always),
+    ] {
+        let mut runs = Vec::new();
+        for _ in 0..REPETITIONS {
+            runs.push(hold_run(mode).await);
+        }
+        let run = median(runs, |r| r.holds_per_sec);
+        let name = match mode {
+            Journaling::Memory => "in memory".to_owned(),
+            Journaling::Log(f) => format!("fsync {}", format!("{f:?}").to_lowercase()),
+        };
+        let quantile = |q| run.latency.value_at_quantile(q) as f64 / 1e3;
+        println!(
+            "{:<15}{:>10.0}{:>9.2}{:>9.2}{:>9.2}",
+            name,
+            run.holds_per_sec,
+            quantile(0.5),
+            quantile(0.99),
+            run.latency.max() as f64 / 1e3
+        );
+        rates.push((run.holds_per_sec, quantile(0.5)));
+    }
+    let (never, always) = (rates[1], rates[2]);
+    println!(
+        "    fsync always / fsync never: {:.2}× the holds/s, {:.1}× the p50 latency",
+        always.0 / never.0,
+        always.1 / never.1
+    );
+}
+
+async fn hold_run(mode: Journaling) -> HoldRun {
+    let config = Config {
+        queue_active_max: HOLD_USERS as u32,
+        ..Config::default()
+    };
+    let rules = config.rules();
+    let dir = data_dir();
+    let clock = Arc::new(SystemClock);
+    let engine = match mode {
+        Journaling::Memory => Engine::in_memory(rules, clock),
+        Journaling::Log(fsync) => {
+            let opened = store::open(&options(dir.path(), fsync), &rules).expect("opens");
+            let journal = Journal::durable(opened.writer, opened.stopped);
+            Engine::start(rules, clock, journal, opened.image)
+        }
+    };
+    let spec = ConcertSpec {
+        title: "Flash sale".into(),
+        venue: "Olympic Hall".into(),
+        dates: vec![DateSpec {
+            starts_at: start() + chrono::Duration::days(30),
+            sections: vec![SectionSpec {
+                name: "A".into(),
+                rows: 20,
+                seats_per_row: 1000,
+                price: PRICE as i64,
+            }],
+        }],
+    };
+    let concert = engine.create_concert(spec).await.expect("created");
+    let date = concert.dates[0].id;
+    for joined in on_callers(|c| join_users(engine.clone(), concert.id, c)).await {
+        joined.expect("admitted");
+    }
+    let started = Instant::now();
+    let mut latency = new_histogram();
+    for held in on_callers(|c| hold_seats(engine.clone(), date, c)).await {
+        latency.add(held.expect("held")).expect("same bounds");
+    }
+    let elapsed = started.elapsed();
+    engine.journal().stop().await;
+    HoldRun {
+        holds_per_sec: latency.len() as f64 / elapsed.as_secs_f64(),
+        latency,
+    }
+}
+
+/// Runs `work` for every caller at once; their results.
+async fn on_callers<F>(work: impl Fn(u64) -> F) -> Vec<Result<Histogram<u64>, String>>
+where
+    F: std::future::Future<Output = Result<Histogram<u64>, String>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..HOLD_CALLERS).map(|c| tokio::spawn(work(c))).collect();
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|done| done.expect("a caller runs to the end"))
+        .collect()
+}
+
+/// The users this caller acts for.
+fn users_of(caller: u64) -> impl Iterator<Item = UserId> {
+    (caller..HOLD_USERS)
+        .step_by(HOLD_CALLERS as usize)
+        .map(|u| UserId(u + 1))
+}
+
+async fn join_users(
+    engine: Arc<Engine>,
+    concert: ConcertId,
+    caller: u64,
+) -> Result<Histogram<u64>, String> {
+    for user in users_of(caller) {
+        let (entry, _) = engine
+            .join_queue(concert, user)
+            .await
+            .map_err(|e| e.to_string())?;
+        if entry.status != EntryStatus::Active {
+            return Err(format!("{user} is {:?}", entry.status));
+        }
+    }
+    Ok(new_histogram())
+}
+
+/// Each of the caller's users holds four seats of their own, one call each.
+async fn hold_seats(
+    engine: Arc<Engine>,
+    date: DateId,
+    caller: u64,
+) -> Result<Histogram<u64>, String> {
+    let mut latency = new_histogram();
+    for user in users_of(caller) {
+        for k in 0..4u32 {
+            let seat = SeatId((user.0 as u32 - 1) * 4 + k + 1);
+            let sent = Instant::now();
+            engine
+                .hold(user, date, vec![seat])
+                .await
+                .map_err(|e| e.to_string())?;
+            latency.saturating_record(sent.elapsed().as_micros() as u64);
+        }
+    }
+    Ok(latency)
+}
