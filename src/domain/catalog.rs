@@ -37,6 +37,7 @@ pub struct ConcertSpec {
 pub struct DateSpec {
     /// When the show starts (RFC 3339).
     #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "crate::domain::time::compact")]
     pub starts_at: Timestamp,
     /// One or more sections; seat ids follow their order.
     pub sections: Vec<SectionSpec>,
@@ -226,6 +227,7 @@ pub struct Date {
     /// The concert it belongs to.
     pub concert_id: ConcertId,
     /// When the show starts.
+    #[serde(with = "crate::domain::time::compact")]
     pub starts_at: Timestamp,
     /// Its seats.
     pub layout: Arc<Layout>,
@@ -263,6 +265,7 @@ pub enum CatalogEvent {
         /// The validated spec.
         spec: ConcertSpec,
         /// When.
+        #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
 }

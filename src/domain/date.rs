@@ -73,8 +73,10 @@ pub struct Reservation {
     /// Its recorded status; see [`Reservation::status_at`] for the status at an instant.
     pub status: ReservationStatus,
     /// When it was made.
+    #[serde(with = "crate::domain::time::compact")]
     pub created_at: Timestamp,
     /// When the hold ends if not paid.
+    #[serde(with = "crate::domain::time::compact")]
     pub expires_at: Timestamp,
     /// The payment that paid it.
     pub payment_id: Option<PaymentId>,
@@ -109,6 +111,7 @@ pub struct Payment {
     /// The wallet balance after the debit.
     pub balance_after: Won,
     /// When.
+    #[serde(with = "crate::domain::time::compact")]
     pub paid_at: Timestamp,
     /// The request's `Idempotency-Key`, if it had one.
     pub idempotency_key: Option<String>,
@@ -124,6 +127,7 @@ pub enum DateEvent {
         /// The reservation.
         reservation_id: ReservationId,
         /// When.
+        #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
     /// Holds reached their deadline unpaid.
@@ -131,6 +135,7 @@ pub enum DateEvent {
         /// The reservations, in deadline order.
         reservation_ids: Vec<ReservationId>,
         /// When the expiry was recorded (each ended at its own `expires_at`).
+        #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
 }
@@ -214,6 +219,7 @@ pub struct DateState {
     seats: Vec<Seat>,
     reservations: HashMap<ReservationId, Reservation>,
     seats_by_user: HashMap<UserId, u32>,
+    #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
     deadlines: BTreeSet<(Timestamp, ReservationId)>,
     counts: SeatCounts,
 }
@@ -244,9 +250,15 @@ impl DateState {
         }
     }
 
-    /// Replaces the limits (after loading a snapshot).
+    /// Replaces the limits and rebuilds what a snapshot does not store (after loading one).
     pub fn set_rules(&mut self, rules: DateRules) {
         self.rules = rules;
+        self.deadlines = self
+            .reservations
+            .values()
+            .filter(|r| r.status == ReservationStatus::Held)
+            .map(|r| (r.expires_at, r.id))
+            .collect();
     }
 
     /// The concert the date belongs to.

@@ -18,6 +18,7 @@ pub mod date;
 pub mod ids;
 pub mod queue;
 pub mod rejection;
+pub mod time;
 pub mod wallet;
 
 mod fenwick;

@@ -71,14 +71,19 @@ pub struct Entry {
     /// Join order within the concert.
     seq: u64,
     /// When a waiting entry expires unless polled.
+    #[serde(with = "crate::domain::time::compact")]
     idle_until: Timestamp,
     /// When it was admitted, if it was.
+    #[serde(with = "crate::domain::time::compact_option")]
     admitted_at: Option<Timestamp>,
     /// When an active window ends.
+    #[serde(with = "crate::domain::time::compact_option")]
     active_until: Option<Timestamp>,
     /// Live holds of an active entry, with their deadlines.
+    #[serde(with = "crate::domain::time::compact_holds")]
     holds: Vec<(ReservationId, Timestamp)>,
     /// When it reached a final status.
+    #[serde(with = "crate::domain::time::compact_option")]
     ended_at: Option<Timestamp>,
 }
 
@@ -121,8 +126,10 @@ pub enum QueueEvent {
         /// The new entry's ticket.
         ticket: Ticket,
         /// When.
+        #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
         /// The first idle deadline.
+        #[serde(with = "crate::domain::time::compact")]
         idle_until: Timestamp,
     },
     /// A user left; the entry is gone.
@@ -135,8 +142,10 @@ pub enum QueueEvent {
         /// Who.
         user: UserId,
         /// When the slot freed.
+        #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
         /// The end of the active window.
+        #[serde(with = "crate::domain::time::compact")]
         until: Timestamp,
     },
     /// An entry expired.
@@ -144,6 +153,7 @@ pub enum QueueEvent {
         /// Who.
         user: UserId,
         /// The deadline that passed.
+        #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
     /// An active user holds seats until `expires_at`.
@@ -153,6 +163,7 @@ pub enum QueueEvent {
         /// The reservation.
         reservation_id: ReservationId,
         /// The hold's deadline.
+        #[serde(with = "crate::domain::time::compact")]
         expires_at: Timestamp,
     },
     /// An active user's hold ended without expiring (they cancelled it).
@@ -165,6 +176,7 @@ pub enum QueueEvent {
     /// Every seat of the concert is sold: every live entry ends.
     SoldOut {
         /// When it was noticed.
+        #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
 }
@@ -183,8 +195,10 @@ pub struct QueueState {
     ranks: Fenwick,
     rank_base: u64,
     /// Waiting entries by idle deadline.
+    #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
     idle: BTreeSet<(Timestamp, u64)>,
     /// Active entries by the instant they end unless something happens first.
+    #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
     active: BTreeSet<(Timestamp, UserId)>,
     next_seq: u64,
     sold_out: bool,
@@ -210,9 +224,20 @@ impl QueueState {
         }
     }
 
-    /// Replaces the limits (after loading a snapshot).
+    /// Replaces the limits and rebuilds what a snapshot does not store (after loading one).
     pub fn set_rules(&mut self, rules: QueueRules) {
         self.rules = rules;
+        let entries = &self.entries;
+        self.idle = self
+            .waiting
+            .iter()
+            .map(|(seq, user)| (entries[user].idle_until, *seq))
+            .collect();
+        self.active = entries
+            .values()
+            .filter(|e| e.status == EntryStatus::Active)
+            .map(|e| (e.active_deadline(), e.user))
+            .collect();
     }
 
     /// Number of waiting entries.

@@ -47,6 +47,7 @@ pub struct LedgerEntry {
     /// The balance after it.
     pub balance_after: Won,
     /// When.
+    #[serde(with = "crate::domain::time::compact")]
     pub at: Timestamp,
     /// The reservation a payment paid.
     pub reservation_id: Option<ReservationId>,
@@ -91,6 +92,7 @@ pub struct Charge {
     /// The balance after it.
     pub balance_after: Won,
     /// When.
+    #[serde(with = "crate::domain::time::compact")]
     pub at: Timestamp,
     /// The request's `Idempotency-Key`, if it had one.
     pub idempotency_key: Option<String>,
@@ -107,6 +109,7 @@ pub enum WalletEvent {
 struct KeyRecord {
     request: KeyedRequest,
     receipt: Receipt,
+    #[serde(with = "crate::domain::time::compact")]
     at: Timestamp,
 }
 
@@ -119,6 +122,7 @@ pub struct WalletShard {
     accounts: HashMap<UserId, Account>,
     keys: HashMap<(UserId, String), KeyRecord>,
     /// Keys in the order they were recorded, for expiry.
+    #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
     key_order: VecDeque<(Timestamp, UserId, String)>,
 }
 
@@ -133,9 +137,16 @@ impl WalletShard {
         }
     }
 
-    /// Replaces the limits (after loading a snapshot).
+    /// Replaces the limits and rebuilds what a snapshot does not store (after loading one).
     pub fn set_rules(&mut self, rules: WalletRules) {
         self.rules = rules;
+        let mut order: Vec<_> = self
+            .keys
+            .iter()
+            .map(|((user, key), r)| (r.at, *user, key.clone()))
+            .collect();
+        order.sort();
+        self.key_order = order.into();
     }
 
     /// A user's account; every user has one, empty until first used.

@@ -22,6 +22,9 @@
 //! | 8 | sequence number, `u64` LE: 1 for the first event ever, then +1 per record |
 //! | n | payload: one [`crate::domain::Event`], bincode 2 (standard config) via serde |
 //!
+//! Inside payloads, timestamps are two integers, seconds since 1970 (`i64`) and
+//! nanoseconds (`u32`) ([`crate::domain::time`]), not text.
+//!
 //! Segments are named after their first record's sequence number; together they hold
 //! one gapless run of sequence numbers. The writer appends whole batches with one
 //! `write` and one `fdatasync` (group commit) and only then releases the replies of the
