@@ -171,7 +171,7 @@ impl DateActor {
             }
             DateMessage::Pay { command, reply } => {
                 let result = self.state.pay(command, now).inspect(|payment| {
-                    self.show(payment.reservation_id);
+                    self.show(&[payment.reservation_id]);
                 });
                 // Answered at once, not with the batch: this date logs nothing for a
                 // payment (the wallet logs it), and the reservation's SeatsHeld is
@@ -183,8 +183,9 @@ impl DateActor {
 
     /// Shows the recovered state in the read views (at start).
     fn load_views(&self) {
-        self.deps.view.load(self.state.reservations());
-        self.deps.view.show_counts(self.state.counts());
+        self.deps
+            .view
+            .load(self.state.reservations(), self.state.counts());
         for reservation in self.state.reservations() {
             self.deps.index.record(reservation);
         }
@@ -193,26 +194,30 @@ impl DateActor {
     /// Updates the read views for every reservation an event touched.
     fn publish(&self, event: &DateEvent) {
         match event {
-            DateEvent::SeatsHeld(reservation) => self.show(reservation.id),
-            DateEvent::HoldCancelled { reservation_id, .. } => self.show(*reservation_id),
+            DateEvent::SeatsHeld(reservation) => self.show(&[reservation.id]),
+            DateEvent::HoldCancelled { reservation_id, .. } => self.show(&[*reservation_id]),
             DateEvent::HoldsExpired {
                 reservation_ids, ..
-            } => {
-                for id in reservation_ids {
-                    self.show(*id);
-                }
-            }
+            } => self.show(reservation_ids),
         }
     }
 
-    fn show(&self, id: ReservationId) {
-        let reservation = self
-            .state
-            .reservation(id)
-            .expect("a changed reservation exists");
-        self.deps.view.show(reservation);
-        self.deps.view.show_counts(self.state.counts());
-        self.deps.index.record(reservation);
+    /// Shows changed reservations and the counts after them in one step.
+    fn show(&self, ids: &[ReservationId]) {
+        let changed: Vec<&Reservation> = ids
+            .iter()
+            .map(|id| {
+                self.state
+                    .reservation(*id)
+                    .expect("a changed reservation exists")
+            })
+            .collect();
+        self.deps
+            .view
+            .show(changed.iter().copied(), self.state.counts());
+        for reservation in changed {
+            self.deps.index.record(reservation);
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const STATUS_SHIFT: u32 = 62;
 const DEADLINE_MASK: u64 = (1 << STATUS_SHIFT) - 1;
@@ -44,35 +44,49 @@ pub struct DateView {
     /// The date (static).
     pub date: Date,
     seats: Box<[AtomicU64]>,
-    available: AtomicU32,
-    held: AtomicU32,
-    sold: AtomicU32,
+    /// Counts and live deadlines, changed together so a reader never sees one without
+    /// the other.
+    tally: Mutex<Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    counts: SeatCounts,
     /// Live holds' deadlines (microseconds) and how many seats each releases.
-    deadlines: Mutex<BTreeMap<u64, u32>>,
+    deadlines: BTreeMap<u64, u32>,
 }
 
 impl DateView {
     /// A view of a date with every seat available.
     pub fn new(date: Date) -> Self {
         let total = date.layout.seats_total();
+        let counts = SeatCounts {
+            available: total,
+            held: 0,
+            sold: 0,
+        };
         DateView {
             seats: (0..total).map(|_| AtomicU64::new(0)).collect(),
-            available: AtomicU32::new(total),
-            held: AtomicU32::new(0),
-            sold: AtomicU32::new(0),
-            deadlines: Mutex::new(BTreeMap::new()),
+            tally: Mutex::new(Tally {
+                counts,
+                deadlines: BTreeMap::new(),
+            }),
             date,
         }
     }
 
     /// Shows recovered reservations (at start, on a fresh view): live holds and sales.
-    pub(super) fn load<'a>(&self, reservations: impl Iterator<Item = &'a Reservation>) {
-        let mut deadlines = self.deadlines.lock();
+    pub(super) fn load<'a>(
+        &self,
+        reservations: impl Iterator<Item = &'a Reservation>,
+        counts: SeatCounts,
+    ) {
+        let mut tally = self.tally.lock();
         for reservation in reservations {
             let deadline = micros(reservation.expires_at);
             let word = match reservation.status {
                 ReservationStatus::Held => {
-                    *deadlines.entry(deadline).or_default() += reservation.seats.len() as u32;
+                    *tally.deadlines.entry(deadline).or_default() += reservation.seats.len() as u32;
                     (HELD << STATUS_SHIFT) | deadline
                 }
                 ReservationStatus::Paid => SOLD << STATUS_SHIFT,
@@ -82,36 +96,44 @@ impl DateView {
                 self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
             }
         }
+        tally.counts = counts;
     }
 
-    /// Shows a reservation's seats as its status now says (called once per change).
-    pub(super) fn show(&self, reservation: &Reservation) {
-        let deadline = micros(reservation.expires_at);
-        let (word, held_delta) = match reservation.status {
-            ReservationStatus::Held => ((HELD << STATUS_SHIFT) | deadline, 1i64),
-            ReservationStatus::Paid => (SOLD << STATUS_SHIFT, -1),
-            ReservationStatus::Expired | ReservationStatus::Cancelled => (0, -1),
-        };
-        for seat in &reservation.seats {
-            self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
-        }
-        let n = reservation.seats.len() as u32;
-        let mut deadlines = self.deadlines.lock();
-        if held_delta > 0 {
-            *deadlines.entry(deadline).or_default() += n;
-        } else if let Some(count) = deadlines.get_mut(&deadline) {
-            *count -= n;
-            if *count == 0 {
-                deadlines.remove(&deadline);
+    /// Shows the reservations one event changed (each changes once: held, or from held
+    /// to paid, cancelled or expired) and the counts after it, in one step.
+    pub(super) fn show<'a>(
+        &self,
+        changed: impl IntoIterator<Item = &'a Reservation>,
+        counts: SeatCounts,
+    ) {
+        let mut tally = self.tally.lock();
+        for reservation in changed {
+            let deadline = micros(reservation.expires_at);
+            let n = reservation.seats.len() as u32;
+            let word = match reservation.status {
+                ReservationStatus::Held => {
+                    *tally.deadlines.entry(deadline).or_default() += n;
+                    (HELD << STATUS_SHIFT) | deadline
+                }
+                status => {
+                    if let Some(count) = tally.deadlines.get_mut(&deadline) {
+                        *count -= n;
+                        if *count == 0 {
+                            tally.deadlines.remove(&deadline);
+                        }
+                    }
+                    if status == ReservationStatus::Paid {
+                        SOLD << STATUS_SHIFT
+                    } else {
+                        0
+                    }
+                }
+            };
+            for seat in &reservation.seats {
+                self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
             }
         }
-    }
-
-    /// Publishes the recorded counts (once per batch).
-    pub(super) fn show_counts(&self, counts: SeatCounts) {
-        self.available.store(counts.available, Ordering::Release);
-        self.held.store(counts.held, Ordering::Release);
-        self.sold.store(counts.sold, Ordering::Release);
+        tally.counts = counts;
     }
 
     /// A seat's status at `now`.
@@ -129,27 +151,21 @@ impl DateView {
 
     /// Seats available at `now`, counting holds past their deadline as released.
     pub fn seats_available(&self, now: Timestamp) -> u32 {
-        let lapsed: u32 = self
-            .deadlines
-            .lock()
-            .range(..=micros(now))
-            .map(|(_, n)| *n)
-            .sum();
-        self.available.load(Ordering::Acquire) + lapsed
+        let tally = self.tally.lock();
+        let lapsed: u32 = tally.deadlines.range(..=micros(now)).map(|(_, n)| *n).sum();
+        tally.counts.available + lapsed
     }
 
     /// Seats held and sold, as recorded (holds past their deadline still count as held
     /// until the date actor records their expiry).
     pub fn recorded_counts(&self) -> (u32, u32) {
-        (
-            self.held.load(Ordering::Acquire),
-            self.sold.load(Ordering::Acquire),
-        )
+        let counts = self.tally.lock().counts;
+        (counts.held, counts.sold)
     }
 
     /// Whether every seat is sold (for good: sold seats never return).
     pub fn is_sold_out(&self) -> bool {
-        self.sold.load(Ordering::Acquire) == self.date.layout.seats_total()
+        self.tally.lock().counts.sold == self.date.layout.seats_total()
     }
 
     /// Summary for the API.
