@@ -5,6 +5,9 @@
 //!
 //! A failed write or fsync stops the write path for good: the batch's callers and
 //! every later one get `Unavailable` (503); nothing is retried as if it had worked.
+//! The actors had already applied that batch in memory, so reads may show it until
+//! the process restarts and recovers the durable prefix; the operator's cue is
+//! `boxoffice_write_path_up 0` in `/metrics` and the error in the log.
 
 use super::format;
 use super::shadow::ShadowMessage;
