@@ -17,10 +17,10 @@
 //! - **flash sale**: every user holds a seat of their own, then pays for it.
 //!
 //! Expected, on the 2-core machine with this generator sharing the cores: the one-seat
-//! hammer at ≥ 0.75× the empty handler's requests per second (a losing hold is two
-//! actor round trips and a 409, no disk), the durable flash sale at ≥ 0.5× (every hold
-//! and payment waits for a group-committed fsync of ~0.15 ms, shared by the batch), and
-//! p99 ≤ 10 ms at 64 connections.
+//! hammer at ≥ 0.75× the empty handler's requests per second (a losing hold is a
+//! token check, two view reads and a 409: no actor round trip, no disk), the durable
+//! flash sale at ≥ 0.5× (every hold and payment waits for one group-committed fsync,
+//! ~0.15 ms on a quiet disk, shared by the batch), and p99 ≤ 10 ms at 64 connections.
 
 use boxoffice::app;
 use boxoffice::config::Config;
