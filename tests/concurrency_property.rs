@@ -1087,7 +1087,7 @@ async fn check_queue(world: &World, logs: &[UserLog]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn concurrent_users_leave_the_engine_consistent_with_every_reply(case in case()) {
