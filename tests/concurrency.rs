@@ -3,11 +3,36 @@
 
 mod common;
 
-use common::{RawBody, Server};
+use common::{Answer, RawBody, Server};
 use futures::future::join_all;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// Ten identical POSTs as user 1 with one Idempotency-Key, all at once.
+async fn keyed_posts_at_once(
+    server: &Arc<Server>,
+    path: &'static str,
+    body: Value,
+    key: &'static str,
+) -> Vec<Answer> {
+    let token = server.token(1);
+    let posts = (0..10).map(|_| {
+        let (server, token, body) = (server.clone(), token.clone(), body.clone());
+        tokio::spawn(async move {
+            let headers = [("Idempotency-Key", key)];
+            let body = Some(RawBody::Json(body));
+            server
+                .send(reqwest::Method::POST, path, Some(&token), body, &headers)
+                .await
+        })
+    });
+    join_all(posts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
 
 async fn admitted_server(users: u64) -> (Arc<Server>, u64, u64) {
     let server = Arc::new(Server::start().await);
@@ -114,28 +139,9 @@ async fn twenty_concurrent_charges_of_100_make_2000() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_concurrent_charges_with_one_idempotency_key_charge_once() {
     let server = Arc::new(Server::start().await);
-    let token = server.token(1);
-    let charges = (0..10).map(|_| {
-        let (server, token) = (server.clone(), token.clone());
-        tokio::spawn(async move {
-            let body = RawBody::Json(json!({"amount": 5000}));
-            let headers = [("Idempotency-Key", "double-click-1")];
-            server
-                .send(
-                    reqwest::Method::POST,
-                    "/api/v1/wallet/charges",
-                    Some(&token),
-                    Some(body),
-                    &headers,
-                )
-                .await
-        })
-    });
-    let answers: Vec<_> = join_all(charges)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let body = json!({"amount": 5000});
+    let answers =
+        keyed_posts_at_once(&server, "/api/v1/wallet/charges", body, "double-click-1").await;
     let ids: HashSet<_> = answers
         .iter()
         .map(|a| a.body["chargeId"].as_str().unwrap().to_owned())
@@ -197,28 +203,8 @@ async fn ten_concurrent_payments_of_one_reservation_debit_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_concurrent_payments_with_one_idempotency_key_return_the_same_payment() {
     let (server, id) = paid_setup().await;
-    let token = server.token(1);
-    let payments = (0..10).map(|_| {
-        let (server, id, token) = (server.clone(), id.clone(), token.clone());
-        tokio::spawn(async move {
-            let body = RawBody::Json(json!({"reservationId": id}));
-            let headers = [("Idempotency-Key", "pay-once")];
-            server
-                .send(
-                    reqwest::Method::POST,
-                    "/api/v1/payments",
-                    Some(&token),
-                    Some(body),
-                    &headers,
-                )
-                .await
-        })
-    });
-    let answers: Vec<_> = join_all(payments)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let body = json!({"reservationId": id});
+    let answers = keyed_posts_at_once(&server, "/api/v1/payments", body, "pay-once").await;
     let ids: HashSet<_> = answers
         .iter()
         .map(|a| a.body["id"].as_str().unwrap().to_owned())
