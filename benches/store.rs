@@ -34,6 +34,8 @@
 //!   journal shows what the actors alone can do.
 
 use boxoffice::config::Config;
+use boxoffice::domain::Image;
+use boxoffice::domain::Rules;
 use boxoffice::domain::catalog::{CatalogCommand, ConcertSpec, DateSpec, SectionSpec};
 use boxoffice::domain::date::{DateEvent, Payment, Reservation, ReservationStatus};
 use boxoffice::domain::queue::{EntryStatus, QueueEvent};
@@ -42,12 +44,11 @@ use boxoffice::domain::{
     ChargeId, ConcertId, DateId, Event, PaymentId, ReservationId, SeatId, Ticket, Timestamp,
     UserId, Won,
 };
+use boxoffice::engine::Engine;
 use boxoffice::engine::clock::SystemClock;
 use boxoffice::engine::journal::Journal;
-use boxoffice::engine::{Engine, Rules};
 use boxoffice::store::format::{self, Record};
-use boxoffice::store::image::Image;
-use boxoffice::store::{self, FsyncPolicy, StoreOptions, log, recovery, snapshot};
+use boxoffice::store::{self, FsyncPolicy, StoreOptions, file_log, recovery, snapshot};
 use hdrhistogram::Histogram;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -218,9 +219,15 @@ async fn log_run(fsync: FsyncPolicy, submitters: u64, batch_len: u64) -> LogRun 
     let dir = data_dir();
     let rules = Config::default().rules();
     let writers_before = threads_named("log-writer");
-    let opened = store::open(&options(dir.path(), fsync), &rules).expect("the store opens");
+    let opened = store::open(
+        &options(dir.path(), fsync),
+        &rules,
+        Arc::default(),
+        Vec::new(),
+    )
+    .expect("the store opens");
     let writer = new_thread_named("log-writer", &writers_before).await;
-    let journal = Journal::durable(opened.writer, opened.stopped);
+    let journal = Journal::durable(opened.log, opened.snapshots);
     let writes_before = writer.as_deref().and_then(write_counts);
     let started = Instant::now();
     let deadline = started + LOG_WINDOW;
@@ -367,7 +374,7 @@ fn bench_replay() {
         };
         let dir = data_dir();
         let bytes = segment(&events);
-        let path = dir.path().join(log::file_name(1));
+        let path = dir.path().join(file_log::file_name(1));
         std::fs::write(&path, &bytes).expect("the segment is written");
         let recover = median_time(|| {
             let started = Instant::now();
@@ -765,9 +772,15 @@ async fn hold_run(mode: Journaling) -> HoldRun {
     let engine = match mode {
         Journaling::Memory => Engine::in_memory(rules, clock),
         Journaling::Log(fsync) => {
-            let opened = store::open(&options(dir.path(), fsync), &rules).expect("opens");
-            let journal = Journal::durable(opened.writer, opened.stopped);
-            Engine::start(rules, clock, journal, opened.image)
+            let opened = store::open(
+                &options(dir.path(), fsync),
+                &rules,
+                Arc::default(),
+                Vec::new(),
+            )
+            .expect("opens");
+            let journal = Journal::durable(opened.log, opened.snapshots);
+            Engine::start(rules, clock, journal, opened.image, Arc::default())
         }
     };
     let spec = ConcertSpec {
@@ -784,8 +797,8 @@ async fn hold_run(mode: Journaling) -> HoldRun {
         }],
     };
     let concert = engine.create_concert(spec).await.expect("created");
-    let date = concert.dates[0].id;
-    for joined in on_callers(|c| join_users(engine.clone(), concert.id, c)).await {
+    let date = concert.dates[0].view.date.id;
+    for joined in on_callers(|c| join_users(engine.clone(), concert.concert.id, c)).await {
         joined.expect("admitted");
     }
     let started = Instant::now();

@@ -8,10 +8,13 @@ use crate::domain::catalog::{ConcertSpec, DateSpec, SectionSpec};
 use crate::engine::Engine;
 use crate::engine::clock::Clock;
 use crate::engine::journal::Journal;
+use crate::engine::metrics::{EngineMetrics, EventCounter};
 use crate::http::auth::Auth;
-use crate::http::{self, AppState};
-use crate::store::{self, StoreError};
+use crate::http::metrics::{HttpMetrics, LiveGauges};
+use crate::http::{self, AppState, Observe};
+use crate::store::{self, StoreError, StoreMetrics};
 use axum::Router;
+use prometheus_client::registry::Registry;
 use rand::distr::{Alphanumeric, SampleString};
 use std::future::Future;
 use std::io::Write;
@@ -41,7 +44,15 @@ pub struct App {
 /// directory holds none.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
     let rules = config.rules();
-    let opened = store::open(&config.store(), &rules)?;
+    let store_metrics = Arc::new(StoreMetrics::default());
+    let engine_metrics = Arc::new(EngineMetrics::default());
+    let counter = Box::new(EventCounter(engine_metrics.clone()));
+    let opened = store::open(
+        &config.store(),
+        &rules,
+        store_metrics.clone(),
+        vec![counter],
+    )?;
     let mut banner = vec![format!(
         "recovered {} up to event {} ({} replayed from the log)",
         config.data_dir.display(),
@@ -67,8 +78,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         (admin_key, jwt_secret)
     };
     let auth = Arc::new(Auth::new(&admin_key, &jwt_secret));
-    let journal = Journal::durable(opened.writer, opened.stopped);
-    let engine = Engine::start(rules, clock, journal, opened.image);
+    let journal = Journal::durable(opened.log, opened.snapshots);
+    let engine = Engine::start(rules, clock, journal, opened.image, engine_metrics);
     // Unless the operator set the JWT secret, nobody else can sign tokens: tell some.
     if config.jwt_secret.is_none() {
         for user in 1..=3 {
@@ -78,14 +89,28 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     }
     if demo && engine.concerts().is_empty() {
         match engine.create_concert(demo_concert(engine.now())).await {
-            Ok(concert) => banner.push(format!("demo concert {}: {:?}", concert.id, concert.title)),
+            Ok(entry) => banner.push(format!(
+                "demo concert {}: {:?}",
+                entry.concert.id, entry.concert.title
+            )),
             Err(e) => tracing::warn!("could not create the demo concert: {e}"),
         }
     }
+    let observe = Arc::new(Observe {
+        enabled: !config.unobserved,
+        slow_request: std::time::Duration::from_millis(config.slow_request_ms),
+        metrics: HttpMetrics::default(),
+    });
+    let mut registry = Registry::default();
+    observe.metrics.register(&mut registry);
+    engine.metrics().register(&mut registry);
+    store_metrics.register(&mut registry);
+    registry.register_collector(Box::new(LiveGauges::new(engine.clone())));
     let state = AppState {
         engine: engine.clone(),
         auth: auth.clone(),
-        http: Arc::default(),
+        observe,
+        registry: Arc::new(registry),
     };
     let router = http::router(state);
     Ok(App {

@@ -1,12 +1,11 @@
 //! Command line and environment: every flag can also be set as `BOXOFFICE_<FLAG>`
 //! (for example `BOXOFFICE_HOLD_TTL_SECS=120`).
 
-use crate::domain::Won;
 use crate::domain::catalog::CatalogRules;
 use crate::domain::date::DateRules;
 use crate::domain::queue::QueueRules;
 use crate::domain::wallet::WalletRules;
-use crate::engine::Rules;
+use crate::domain::{Rules, Won};
 use crate::store::{FsyncPolicy, StoreOptions};
 use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
@@ -107,6 +106,26 @@ pub struct Config {
     /// (benchmarks only: a crash loses acknowledged actions).
     #[arg(long, env = "BOXOFFICE_FSYNC", value_enum, default_value_t = FsyncPolicy::Always)]
     pub fsync: FsyncPolicy,
+    /// How the server's log lines are written: `text` for people, `json` (one object a
+    /// line) for log shippers.
+    #[arg(long, env = "BOXOFFICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Requests at least this slow are logged with a warning (with their request id).
+    #[arg(long, env = "BOXOFFICE_SLOW_REQUEST_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub slow_request_ms: u64,
+    /// Benchmarks only: serve without request ids, spans and HTTP metrics, to measure
+    /// what observing requests costs.
+    #[arg(long, env = "BOXOFFICE_UNOBSERVED", hide = true)]
+    pub unobserved: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 impl Default for Config {

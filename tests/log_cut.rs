@@ -10,16 +10,16 @@
 //! canonical form (see [`canonical`]) because hash maps serialize in no fixed order.
 
 use boxoffice::config::Config;
+use boxoffice::domain::Rules;
 use boxoffice::domain::catalog::{CatalogCommand, ConcertSpec, DateSpec, SectionSpec};
 use boxoffice::domain::date::{Hold, Pay};
+use boxoffice::domain::image::{Image, wallet_shard};
 use boxoffice::domain::wallet::KeyedRequest;
 use boxoffice::domain::{
     ChargeId, ConcertId, DateId, Event, PaymentId, ReservationId, SeatId, Ticket, Timestamp,
     UserId, Won,
 };
-use boxoffice::engine::Rules;
-use boxoffice::store::image::{Image, wallet_shard};
-use boxoffice::store::{StoreError, format, log, recovery};
+use boxoffice::store::{StoreError, file_log, format, recovery};
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use std::io::Write;
@@ -380,7 +380,7 @@ fn segment(events: &[Event]) -> (Vec<u8>, Vec<usize>) {
 /// Writes `bytes` as the segment starting at sequence number 1 of a new data directory.
 fn data_dir_with(bytes: &[u8]) -> tempfile::TempDir {
     let dir = scratch_dir();
-    let (mut file, path) = log::create_segment(dir.path(), 1).expect("a new segment");
+    let (mut file, path) = file_log::create_segment(dir.path(), 1).expect("a new segment");
     file.set_len(0).expect("emptied");
     file.write_all(bytes).expect("written");
     drop(file);
@@ -449,7 +449,7 @@ fn check_cut(events: &[Event], bytes: &[u8], ends: &[usize], cut: usize, tail: &
     assert_eq!(image.seq, whole as u64, "cut at {cut}: records left whole");
     assert_eq!(canonical::of(&image), expected, "cut at {cut}: state");
     // Recovery cut the torn tail off for good: a second start finds the same state.
-    let segment = dir.path().join(log::file_name(1));
+    let segment = dir.path().join(file_log::file_name(1));
     let len = std::fs::metadata(&segment).map(|m| m.len() as usize).ok();
     assert_eq!(
         len,
@@ -509,7 +509,7 @@ proptest! {
             Err(e) => prop_assert!(false, "flip at {at}: {e}"),
             Ok(image) => prop_assert!(false, "flip at {at}: recovered to {}", image.seq),
         }
-        let kept = std::fs::read(dir.path().join(log::file_name(1))).expect("kept");
+        let kept = std::fs::read(dir.path().join(file_log::file_name(1))).expect("kept");
         prop_assert!(kept == damaged, "recovery changed a log it refused");
     }
 }

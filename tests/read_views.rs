@@ -36,10 +36,10 @@ async fn seats_available_never_exceeds_seats_total() {
                 }],
             }],
         };
-        let concert = engine.create_concert(spec).await.unwrap();
-        let date = concert.dates[0].id;
+        let concert = engine.create_concert(spec).await.unwrap().concert.id;
+        let date = engine.concert(concert).unwrap().dates[0].view.date.id;
         for u in 1..=3u64 {
-            engine.join_queue(concert.id, UserId(u)).await.unwrap();
+            engine.join_queue(concert, UserId(u)).await.unwrap();
             let seats = (0..4).map(|i| SeatId((u as u32 - 1) * 4 + i + 1)).collect();
             let r = engine.hold(UserId(u), date, seats).await.unwrap();
             let _ = r;
@@ -49,10 +49,11 @@ async fn seats_available_never_exceeds_seats_total() {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (engine, stop, worst, concert) =
-                (engine.clone(), stop.clone(), worst.clone(), concert.id);
+                (engine.clone(), stop.clone(), worst.clone(), concert);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let n = engine.dates(concert).unwrap()[0].seats_available;
+                    let entry = engine.concert(concert).unwrap();
+                    let n = entry.dates[0].view.seats_available(engine.now());
                     worst.fetch_max(n, Ordering::Relaxed);
                 }
             })

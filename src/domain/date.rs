@@ -41,6 +41,18 @@ pub enum Seat {
     Sold(ReservationId),
 }
 
+/// A seat's status at an instant, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatStatus {
+    /// Free to hold.
+    Available,
+    /// Held by a live reservation.
+    Held,
+    /// Sold.
+    Sold,
+}
+
 /// Where a reservation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -456,18 +468,13 @@ impl DateState {
         reservation.payment_id = Some(payment.id);
         self.deadlines
             .remove(&(reservation.expires_at, reservation.id));
-        for seat in &reservation.seats {
-            let slot = &mut self.seats[seat.0 as usize - 1];
-            assert_eq!(
-                *slot,
-                Seat::Held(reservation.id),
-                "a paid seat was held by its payer"
-            );
-            *slot = Seat::Sold(reservation.id);
-        }
-        let n = reservation.seats.len() as u32;
-        self.counts.held -= n;
-        self.counts.sold += n;
+        move_seats(
+            &mut self.seats,
+            &mut self.counts,
+            &reservation.seats,
+            Seat::Held(reservation.id),
+            Seat::Sold(reservation.id),
+        );
     }
 
     fn replay_held(&mut self, reservation: &Reservation) {
@@ -475,14 +482,14 @@ impl DateState {
             !self.reservations.contains_key(&reservation.id),
             "reservation ids are unique"
         );
-        for seat in &reservation.seats {
-            let slot = &mut self.seats[seat.0 as usize - 1];
-            assert_eq!(*slot, Seat::Available, "only available seats are held");
-            *slot = Seat::Held(reservation.id);
-        }
+        move_seats(
+            &mut self.seats,
+            &mut self.counts,
+            &reservation.seats,
+            Seat::Available,
+            Seat::Held(reservation.id),
+        );
         let n = reservation.seats.len() as u32;
-        self.counts.available -= n;
-        self.counts.held += n;
         *self.seats_by_user.entry(reservation.user).or_default() += n;
         self.deadlines
             .insert((reservation.expires_at, reservation.id));
@@ -502,18 +509,14 @@ impl DateState {
         );
         reservation.status = status;
         self.deadlines.remove(&(reservation.expires_at, id));
-        for seat in &reservation.seats {
-            let slot = &mut self.seats[seat.0 as usize - 1];
-            assert_eq!(
-                *slot,
-                Seat::Held(id),
-                "a released seat was held by its reservation"
-            );
-            *slot = Seat::Available;
-        }
+        move_seats(
+            &mut self.seats,
+            &mut self.counts,
+            &reservation.seats,
+            Seat::Held(id),
+            Seat::Available,
+        );
         let n = reservation.seats.len() as u32;
-        self.counts.held -= n;
-        self.counts.available += n;
         let owned = self
             .seats_by_user
             .get_mut(&reservation.user)
@@ -540,6 +543,29 @@ impl DateState {
             self.next_deadline().is_none_or(|deadline| deadline > now),
             "expire_due(now) runs before every command"
         );
+    }
+}
+
+/// Moves every one of `ids` from `from` to `to` and keeps the counts with them: the one
+/// place a seat changes state. Each seat must be in `from` (a bug otherwise).
+fn move_seats(seats: &mut [Seat], counts: &mut SeatCounts, ids: &[SeatId], from: Seat, to: Seat) {
+    for id in ids {
+        let slot = &mut seats[id.0 as usize - 1];
+        assert_eq!(*slot, from, "seat {id} moves from the state it is in");
+        *slot = to;
+    }
+    let n = ids.len() as u32;
+    *counts.of_mut(from) -= n;
+    *counts.of_mut(to) += n;
+}
+
+impl SeatCounts {
+    fn of_mut(&mut self, seat: Seat) -> &mut u32 {
+        match seat {
+            Seat::Available => &mut self.available,
+            Seat::Held(_) => &mut self.held,
+            Seat::Sold(_) => &mut self.sold,
+        }
     }
 }
 

@@ -12,19 +12,26 @@
 //! - [`queue`]: one concert's waiting room (FIFO, exact positions, active cap).
 //! - [`wallet`]: a shard of wallets (balances, ledgers, idempotency keys).
 //! - [`rejection`]: the business outcomes a caller can be told "no" with.
+//! - [`rules`]: every configured limit in one value.
+//! - [`image`]: every owner's state in one value, and [`Image::apply`], which routes a
+//!   logged event to its owners' `replay`: what snapshots hold and recovery rebuilds.
 
 pub mod catalog;
 pub mod date;
 pub mod ids;
+pub mod image;
 pub mod queue;
 pub mod rejection;
+pub mod rules;
 pub mod time;
 pub mod wallet;
 
 mod fenwick;
 
 pub use ids::{ChargeId, ConcertId, DateId, PaymentId, ReservationId, SeatId, Ticket, UserId, Won};
+pub use image::Image;
 pub use rejection::Rejection;
+pub use rules::Rules;
 
 /// A moment in time, always UTC. The engine's clock provides it; the core only compares.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

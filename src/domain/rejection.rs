@@ -1,5 +1,5 @@
-//! Business outcomes that say "no". Each maps to one HTTP status and error code of
-//! API.md; a rejection never changes state.
+//! Business outcomes that say "no". Each has a stable error code ([`Rejection::code`])
+//! that the HTTP layer answers with its status; a rejection never changes state.
 
 use super::{SeatId, Won};
 
@@ -65,6 +65,31 @@ pub enum Rejection {
     /// 422 `IDEMPOTENCY_KEY_REUSED`: the key was used with another request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+}
+
+impl Rejection {
+    /// The stable, machine-readable name of the outcome (`SEAT_UNAVAILABLE`, ...): the
+    /// `code` member of the API's problem documents and a label in `/metrics`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::InvalidRequest(_) => "INVALID_REQUEST",
+            Rejection::InvalidAmount(_) => "INVALID_AMOUNT",
+            Rejection::ConcertNotFound => "CONCERT_NOT_FOUND",
+            Rejection::DateNotFound => "DATE_NOT_FOUND",
+            Rejection::SeatNotFound(_) => "SEAT_NOT_FOUND",
+            Rejection::ReservationNotFound => "RESERVATION_NOT_FOUND",
+            Rejection::NotInQueue => "NOT_IN_QUEUE",
+            Rejection::NotAdmitted => "NOT_ADMITTED",
+            Rejection::SeatUnavailable(_) => "SEAT_UNAVAILABLE",
+            Rejection::SeatLimitExceeded { .. } => "SEAT_LIMIT_EXCEEDED",
+            Rejection::AlreadyPaid => "ALREADY_PAID",
+            Rejection::ReservationExpired => "RESERVATION_EXPIRED",
+            Rejection::ReservationCancelled => "RESERVATION_CANCELLED",
+            Rejection::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
+            Rejection::BalanceLimit { .. } => "BALANCE_LIMIT",
+            Rejection::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+        }
+    }
 }
 
 fn list(seats: &[SeatId]) -> String {

@@ -53,6 +53,20 @@ pub struct LedgerEntry {
     pub reservation_id: Option<ReservationId>,
 }
 
+impl From<&Payment> for LedgerEntry {
+    /// A payment's entry in its payer's ledger.
+    fn from(payment: &Payment) -> Self {
+        LedgerEntry {
+            id: payment.id.0,
+            kind: TransactionKind::Payment,
+            amount: payment.amount,
+            balance_after: payment.balance_after,
+            at: payment.paid_at,
+            reservation_id: Some(payment.reservation_id),
+        }
+    }
+}
+
 /// A user's money.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -299,14 +313,7 @@ impl WalletShard {
             "the logged balance matches the ledger"
         );
         account.balance = balance;
-        account.ledger.push(LedgerEntry {
-            id: payment.id.0,
-            kind: TransactionKind::Payment,
-            amount: payment.amount,
-            balance_after: balance,
-            at: payment.paid_at,
-            reservation_id: Some(payment.reservation_id),
-        });
+        account.ledger.push(LedgerEntry::from(payment));
         if let Some(key) = &payment.idempotency_key {
             let request = KeyedRequest::Pay(payment.reservation_id);
             self.remember(

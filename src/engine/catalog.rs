@@ -9,11 +9,11 @@
 use super::Context;
 use super::date::{DateDeps, DateHandle};
 use super::queue::{QueueDeps, QueueHandle};
-use super::views::{ConcertSummary, DateView, QueueView};
+use super::views::{DateView, QueueView};
 use crate::domain::catalog::Concert;
 use crate::domain::date::DateState;
 use crate::domain::queue::QueueState;
-use crate::domain::{ConcertId, DateId, Timestamp};
+use crate::domain::{ConcertId, DateId};
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -37,18 +37,6 @@ pub struct ConcertEntry {
     pub queue_view: Arc<QueueView>,
     /// Its dates, in order.
     pub dates: Vec<Arc<DateEntry>>,
-}
-
-impl ConcertEntry {
-    /// The concert as the API shows it.
-    pub fn summary(&self, now: Timestamp) -> ConcertSummary {
-        ConcertSummary {
-            id: self.concert.id,
-            title: self.concert.title.clone(),
-            venue: self.concert.venue.clone(),
-            dates: self.dates.iter().map(|d| d.view.summary(now)).collect(),
-        }
-    }
 }
 
 /// Every running concert and date, for lookups from anywhere.

@@ -7,7 +7,7 @@
 //! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
 
 use super::clock::Clock;
-use super::journal::{Batch, Journal};
+use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::{DateView, ReservationIndex};
 use super::{Error, Reply};
@@ -56,6 +56,11 @@ pub struct DateDeps {
 }
 
 impl DateHandle {
+    /// Messages waiting in the mailbox.
+    pub fn queued(&self) -> usize {
+        self.mailbox.max_capacity() - self.mailbox.capacity()
+    }
+
     /// Spawns the actor for `state` with a mailbox of `mailbox_len` messages.
     pub fn spawn(state: DateState, deps: DateDeps, mailbox_len: usize) -> Self {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
@@ -126,9 +131,7 @@ impl DateActor {
                 batch.push(Event::Date(self.state.date_id(), event));
             }
             for message in messages.drain(..) {
-                if self.deps.journal.is_stopped() {
-                    refuse(message, &mut batch);
-                } else {
+                if let Some(message) = self.deps.journal.admit(message, &mut batch) {
                     self.handle(message, now, &mut batch);
                 }
             }
@@ -221,11 +224,14 @@ impl DateActor {
     }
 }
 
-/// Answers a message without applying it: the write path has stopped.
-fn refuse(message: DateMessage, batch: &mut Batch) {
-    match message {
-        DateMessage::Hold { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-        DateMessage::Cancel { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-        DateMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+impl Gated for DateMessage {
+    /// Every message to a date changes it.
+    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self> {
+        match self {
+            DateMessage::Hold { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            DateMessage::Cancel { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            DateMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+        }
+        None
     }
 }

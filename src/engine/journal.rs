@@ -1,19 +1,21 @@
 //! The commit point: every actor hands each batch's events and replies here, and a
-//! reply is released only once its batch is committed (DESIGN.md rule 2: validate,
-//! log, then acknowledge). Actors never answer a caller directly.
+//! reply is released only once its batch is committed (validate, log, then
+//! acknowledge). Actors never answer a caller directly.
 //!
-//! Durable, the journal passes batches to the log writer ([`crate::store::log`]),
-//! which releases replies after the fsync. In memory (tests, benchmarks of the engine
-//! alone) it releases them at once. A batch without events (a read) is released at
-//! once either way. Once the write path has stopped, batches with events are answered
-//! `Unavailable` and actors refuse mutations before applying them.
+//! Durable, the journal passes each batch to the log ([`crate::store::log`]) as the
+//! events plus "release these replies", which the log runs once the batch is durable.
+//! In memory (tests, benchmarks of the engine alone) it releases them at once. A batch
+//! without events (a read) is released at once either way. Once the write path has
+//! stopped, batches with events are answered `Unavailable` and actors refuse
+//! mutations before applying them.
 
 use super::Error;
 use crate::domain::Event;
-use crate::store::log::ToWriter;
+use crate::store::log::{Append, LogHandle};
+use crate::store::shadow::SnapshotHandle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// A reply waiting for its batch to commit: called with the commit's outcome.
 pub type Release = Box<dyn FnOnce(Result<(), Error>) + Send>;
@@ -48,10 +50,19 @@ impl Batch {
     }
 }
 
+/// A message an actor takes, as the write path sees it: once the write path has stopped,
+/// a message that would change state is refused (answered `Unavailable` in the batch,
+/// or dropped if nobody waits for it), and a read is still served.
+pub trait Gated: Sized {
+    /// Refuses the message if it would change state (returns `None`); gives a read back.
+    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self>;
+}
+
 /// Where batches go to be committed.
 #[derive(Clone)]
 pub struct Journal {
-    writer: Option<mpsc::Sender<ToWriter>>,
+    log: Option<(LogHandle, SnapshotHandle)>,
+    /// Set when an in-memory journal is stopped.
     stopped: Arc<AtomicBool>,
     events_total: Arc<AtomicU64>,
 }
@@ -60,24 +71,38 @@ impl Journal {
     /// A journal that commits in memory only.
     pub fn in_memory() -> Journal {
         Journal {
-            writer: None,
+            log: None,
             stopped: Arc::new(AtomicBool::new(false)),
             events_total: Arc::default(),
         }
     }
 
-    /// A journal in front of the log writer.
-    pub fn durable(writer: mpsc::Sender<ToWriter>, stopped: Arc<AtomicBool>) -> Journal {
+    /// A journal in front of a log, with the replica that snapshots it.
+    pub fn durable(log: LogHandle, snapshots: SnapshotHandle) -> Journal {
         Journal {
-            writer: Some(writer),
-            stopped,
+            log: Some((log, snapshots)),
+            stopped: Arc::new(AtomicBool::new(false)),
             events_total: Arc::default(),
         }
     }
 
     /// Whether the write path has stopped (after a write failure or at shutdown).
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Acquire)
+        match &self.log {
+            Some((log, _)) => log.is_stopped(),
+            None => self.stopped.load(Ordering::Acquire),
+        }
+    }
+
+    /// The message, to be handled; or `None` once it has been refused because the
+    /// write path has stopped and it would change state. The one place every actor
+    /// decides this.
+    pub fn admit<M: Gated>(&self, message: M, batch: &mut Batch) -> Option<M> {
+        if self.is_stopped() {
+            message.refuse_mutation(batch)
+        } else {
+            Some(message)
+        }
     }
 
     /// Commits a batch, then releases its replies.
@@ -90,14 +115,17 @@ impl Journal {
         }
         self.events_total
             .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
-        match &self.writer {
+        match &self.log {
             None => batch.release(Ok(())),
-            Some(writer) => {
-                if let Err(mpsc::error::SendError(ToWriter::Batch(batch))) =
-                    writer.send(ToWriter::Batch(batch)).await
-                {
-                    batch.release(Err(Error::Unavailable));
-                }
+            Some((log, _)) => {
+                let Batch { events, replies } = batch;
+                let on_durable = Box::new(move |outcome: Result<(), _>| {
+                    let outcome = outcome.map_err(|_| Error::Unavailable);
+                    for reply in replies {
+                        reply(outcome.clone());
+                    }
+                });
+                log.append(Append { events, on_durable }).await;
             }
         }
     }
@@ -116,25 +144,16 @@ impl Journal {
 
     /// Writes a snapshot of everything committed so far; answers its sequence number.
     pub async fn snapshot(&self) -> Result<u64, Error> {
-        let writer = self.writer.as_ref().ok_or(Error::Unavailable)?;
-        let (to, from) = oneshot::channel();
-        writer
-            .send(ToWriter::Snapshot(to))
-            .await
-            .map_err(|_| Error::Unavailable)?;
-        from.await.map_err(|_| Error::Unavailable)?
+        let (_, snapshots) = self.log.as_ref().ok_or(Error::Unavailable)?;
+        snapshots.snapshot().await.map_err(|_| Error::Unavailable)
     }
 
     /// Stops the write path: what is queued is written, a final snapshot is taken and
     /// the data directory is released. Later mutations are answered `Unavailable`.
     pub async fn stop(&self) {
-        let Some(writer) = &self.writer else {
-            self.stopped.store(true, Ordering::Release);
-            return;
-        };
-        let (to, from) = oneshot::channel();
-        if writer.send(ToWriter::Stop(to)).await.is_ok() {
-            let _ = from.await;
+        match &self.log {
+            Some((log, _)) => log.stop().await,
+            None => self.stopped.store(true, Ordering::Release),
         }
     }
 

@@ -5,7 +5,9 @@
 //! - [`mailbox`]: bounded sends with a wait, then [`Error::Overloaded`].
 //! - [`date`], [`queue`], [`wallet`]: the actors and their handles.
 //! - [`catalog`]: concert creation and the [`catalog::Directory`] of running actors.
-//! - [`views`]: lock-free seat maps and the reservation index, for reads.
+//! - [`views`]: the read views GETs are served from (seat maps, reservations, who is
+//!   active).
+//! - [`metrics`]: counters of what the sale did, fed by a tap on the log.
 //!
 //! [`Engine`] is the facade the HTTP layer calls. It runs the steps that span owners
 //! (a hold asks the queue, then the date, then tells the queue) and holds no state of
@@ -16,23 +18,25 @@ pub mod clock;
 pub mod date;
 pub mod journal;
 pub mod mailbox;
+pub mod metrics;
 pub mod queue;
 pub mod views;
 pub mod wallet;
 
-use crate::domain::catalog::{CatalogCommand, CatalogRules, CatalogState, ConcertSpec};
-use crate::domain::date::{DateRules, DateState, Payment, Reservation, check_seat_list};
-use crate::domain::queue::{EntryView, QueueRules, QueueState};
-use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind, WalletRules};
+use crate::domain::catalog::{CatalogCommand, CatalogState, ConcertSpec};
+use crate::domain::date::{DateState, Payment, Reservation, SeatStatus, check_seat_list};
+use crate::domain::queue::{EntryView, QueueState};
+use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind};
 use crate::domain::{
-    ConcertId, DateId, Event, Rejection, ReservationId, SeatId, Timestamp, UserId, Won,
+    ConcertId, DateId, Event, Image, Rejection, ReservationId, Rules, SeatId, Timestamp, UserId,
+    Won,
 };
-use crate::store::image::Image;
-use catalog::{ConcertEntry, Directory};
+use catalog::{ConcertEntry, DateEntry, Directory};
 use clock::Clock;
 use journal::Journal;
+use metrics::EngineMetrics;
 use std::sync::Arc;
-use views::{ConcertSummary, DateSummary, ReservationIndex, SeatStatus, SeatSummary};
+use views::ReservationIndex;
 use wallet::{WalletDeps, WalletHandle};
 
 /// Where an actor's answer goes.
@@ -52,23 +56,6 @@ pub enum Error {
     Unavailable,
 }
 
-/// Every limit the engine enforces, from the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rules {
-    /// Concert creation.
-    pub catalog: CatalogRules,
-    /// Holds.
-    pub date: DateRules,
-    /// Waiting rooms.
-    pub queue: QueueRules,
-    /// Wallets.
-    pub wallet: WalletRules,
-    /// Messages each actor's mailbox holds.
-    pub mailbox_len: usize,
-    /// Number of wallet shards.
-    pub wallet_shards: usize,
-}
-
 /// What every actor is started with.
 #[derive(Clone)]
 pub struct Context {
@@ -80,6 +67,8 @@ pub struct Context {
     pub journal: Journal,
     /// The reservation index the date actors write.
     pub index: Arc<ReservationIndex>,
+    /// What the engine counts.
+    pub metrics: Arc<EngineMetrics>,
 }
 
 /// The running engine.
@@ -91,12 +80,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the actors of every owner in `image` (recovered, or empty).
+    /// Starts the actors of every owner in `image` (recovered, or empty). `metrics` is
+    /// where refused holds are counted (durable events are counted by the log's tap,
+    /// [`metrics::EventCounter`]).
     pub fn start(
         rules: Rules,
         clock: Arc<dyn Clock>,
         journal: Journal,
         image: Image,
+        metrics: Arc<EngineMetrics>,
     ) -> Arc<Engine> {
         assert_eq!(
             image.wallets.len(),
@@ -109,6 +101,7 @@ impl Engine {
             clock,
             journal,
             index,
+            metrics,
         };
         let Image {
             catalog,
@@ -155,7 +148,14 @@ impl Engine {
 
     /// An engine with no data and an in-memory journal (tests, engine benchmarks).
     pub fn in_memory(rules: Rules, clock: Arc<dyn Clock>) -> Arc<Engine> {
-        Self::start(rules, clock, Journal::in_memory(), Image::empty(&rules))
+        let metrics = Arc::default();
+        Self::start(
+            rules,
+            clock,
+            Journal::in_memory(),
+            Image::empty(&rules),
+            metrics,
+        )
     }
 
     /// The engine's current time.
@@ -168,6 +168,19 @@ impl Engine {
         &self.context.rules
     }
 
+    /// Messages waiting in the mailboxes of each kind of actor.
+    pub fn mailbox_depths(&self) -> [(&'static str, usize); 3] {
+        let concerts = self.directory.concerts();
+        let dates = concerts
+            .iter()
+            .flat_map(|c| &c.dates)
+            .map(|d| d.handle.queued())
+            .sum();
+        let queues = concerts.iter().map(|c| c.queue.queued()).sum();
+        let wallets = self.wallets.iter().map(WalletHandle::queued).sum();
+        [("date", dates), ("queue", queues), ("wallet", wallets)]
+    }
+
     /// Events committed since start.
     pub fn events_total(&self) -> u64 {
         self.context.journal.events_total()
@@ -178,8 +191,13 @@ impl Engine {
         &self.context.journal
     }
 
+    /// What the engine counts.
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.context.metrics
+    }
+
     /// Creates a concert and starts its actors.
-    pub async fn create_concert(&self, spec: ConcertSpec) -> Result<ConcertSummary, Error> {
+    pub async fn create_concert(&self, spec: ConcertSpec) -> Result<Arc<ConcertEntry>, Error> {
         let mut catalog = self.catalog.lock().await;
         let event = catalog.apply(
             CatalogCommand::Create(spec),
@@ -199,56 +217,31 @@ impl Engine {
             .map(|d| DateState::new(d.id, concert.id, d.layout.clone(), rules.date))
             .collect();
         let queue = QueueState::new(concert.id, rules.queue);
-        let entry = self.directory.open(concert, states, queue, &self.context);
-        Ok(entry.summary(self.now()))
+        Ok(self.directory.open(concert, states, queue, &self.context))
     }
 
-    /// Every running concert with its views (for metrics).
-    pub fn concert_entries(&self) -> Vec<Arc<ConcertEntry>> {
+    /// Every concert with its actors and views, by id.
+    pub fn concerts(&self) -> Vec<Arc<ConcertEntry>> {
         self.directory.concerts()
     }
 
-    /// Every concert.
-    pub fn concerts(&self) -> Vec<ConcertSummary> {
-        let now = self.now();
-        self.directory
-            .concerts()
-            .iter()
-            .map(|c| c.summary(now))
-            .collect()
-    }
-
-    fn concert_entry(&self, id: ConcertId) -> Result<Arc<ConcertEntry>, Error> {
+    /// One concert with its actors and views.
+    pub fn concert(&self, id: ConcertId) -> Result<Arc<ConcertEntry>, Error> {
         Ok(self
             .directory
             .concert(id)
             .ok_or(Rejection::ConcertNotFound)?)
     }
 
-    /// One concert.
-    pub fn concert(&self, id: ConcertId) -> Result<ConcertSummary, Error> {
-        Ok(self.concert_entry(id)?.summary(self.now()))
-    }
-
-    /// A concert's dates.
-    pub fn dates(&self, id: ConcertId) -> Result<Vec<DateSummary>, Error> {
-        Ok(self.concert(id)?.dates)
-    }
-
-    /// A date's seats, optionally only those of one status.
-    pub fn seats(
-        &self,
-        concert: ConcertId,
-        date: DateId,
-        filter: Option<SeatStatus>,
-    ) -> Result<Vec<SeatSummary>, Error> {
-        let entry = self.concert_entry(concert)?;
+    /// One date of a concert, with its actor and view.
+    pub fn date(&self, concert: ConcertId, date: DateId) -> Result<Arc<DateEntry>, Error> {
+        let entry = self.concert(concert)?;
         let date = entry
             .dates
             .iter()
             .find(|d| d.view.date.id == date)
             .ok_or(Rejection::DateNotFound)?;
-        Ok(date.view.seat_map(filter, self.now()))
+        Ok(date.clone())
     }
 
     /// Joins a concert's waiting room; `true` if a new entry was made.
@@ -257,17 +250,17 @@ impl Engine {
         concert: ConcertId,
         user: UserId,
     ) -> Result<(EntryView, bool), Error> {
-        self.concert_entry(concert)?.queue.join(user).await
+        self.concert(concert)?.queue.join(user).await
     }
 
     /// The user's entry in a concert's waiting room (and keeps it alive).
     pub async fn queue_entry(&self, concert: ConcertId, user: UserId) -> Result<EntryView, Error> {
-        self.concert_entry(concert)?.queue.poll(user).await
+        self.concert(concert)?.queue.poll(user).await
     }
 
     /// Leaves a concert's waiting room.
     pub async fn leave_queue(&self, concert: ConcertId, user: UserId) -> Result<(), Error> {
-        self.concert_entry(concert)?.queue.leave(user).await
+        self.concert(concert)?.queue.leave(user).await
     }
 
     /// Holds seats for an admitted user.
@@ -282,8 +275,21 @@ impl Engine {
         date: DateId,
         seats: Vec<SeatId>,
     ) -> Result<Reservation, Error> {
+        let result = self.try_hold(user, date, seats).await;
+        if let Err(Error::Rejected(rejection)) = &result {
+            self.context.metrics.hold_rejected(rejection);
+        }
+        result
+    }
+
+    async fn try_hold(
+        &self,
+        user: UserId,
+        date: DateId,
+        seats: Vec<SeatId>,
+    ) -> Result<Reservation, Error> {
         let date = self.directory.date(date).ok_or(Rejection::DateNotFound)?;
-        let concert = self.concert_entry(date.view.date.concert_id)?;
+        let concert = self.concert(date.view.date.concert_id)?;
         let now = self.now();
         if !concert.queue_view.is_active(user, now) {
             return Err(Rejection::NotAdmitted.into());
@@ -335,7 +341,7 @@ impl Engine {
             .date(reservation.date_id)
             .ok_or(Error::Unavailable)?;
         if let Some(cancelled) = date.handle.cancel(user, id).await? {
-            let concert = self.concert_entry(cancelled.concert_id)?;
+            let concert = self.concert(cancelled.concert_id)?;
             // The hold is released and logged; the room forgetting it is bookkeeping.
             if let Err(e) = concert.queue.release_hold(user, id) {
                 tracing::warn!(%user, reservation = %id, "cancel not noted by the queue: {e}");
@@ -358,7 +364,7 @@ impl Engine {
     }
 
     fn wallet(&self, user: UserId) -> &WalletHandle {
-        &self.wallets[crate::store::image::wallet_shard(user, self.wallets.len())]
+        &self.wallets[crate::domain::image::wallet_shard(user, self.wallets.len())]
     }
 
     /// A user's balance.

@@ -12,7 +12,7 @@
 //! Talks to: the journal; reads its dates' [`DateView`]s.
 
 use super::clock::Clock;
-use super::journal::{Batch, Journal};
+use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::{DateView, QueueView};
 use super::{Error, Reply};
@@ -86,6 +86,11 @@ pub struct QueueDeps {
 }
 
 impl QueueHandle {
+    /// Messages waiting in the mailbox.
+    pub fn queued(&self) -> usize {
+        self.mailbox.max_capacity() - self.mailbox.capacity()
+    }
+
     /// Spawns the actor for `state`.
     pub fn spawn(state: QueueState, deps: QueueDeps, mailbox_len: usize) -> Self {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
@@ -156,6 +161,23 @@ impl QueueHandle {
     }
 }
 
+impl Gated for QueueMessage {
+    /// Joining and leaving change the room and are refused; the room's bookkeeping of
+    /// holds and payments is dropped (nobody waits for it); a poll is still answered
+    /// (polls are never logged).
+    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self> {
+        match self {
+            QueueMessage::Join { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            QueueMessage::Leave { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            poll @ QueueMessage::Poll { .. } => return Some(poll),
+            QueueMessage::NoteHold { .. }
+            | QueueMessage::ReleaseHold { .. }
+            | QueueMessage::Complete { .. } => {}
+        }
+        None
+    }
+}
+
 struct QueueActor {
     state: QueueState,
     deps: QueueDeps,
@@ -181,7 +203,9 @@ impl QueueActor {
             self.advance(now, &mut batch);
             for message in messages.drain(..) {
                 let user = message.user();
-                self.handle(message, now, &mut batch);
+                if let Some(message) = self.deps.journal.admit(message, &mut batch) {
+                    self.handle(message, now, &mut batch);
+                }
                 self.publish(user);
                 self.advance(now, &mut batch);
             }
@@ -229,19 +253,6 @@ impl QueueActor {
     }
 
     fn handle(&mut self, message: QueueMessage, now: Timestamp, batch: &mut Batch) {
-        if self.deps.journal.is_stopped() {
-            // Nothing changes once nothing can be logged; reads are still answered.
-            return match message {
-                QueueMessage::Join { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-                QueueMessage::Leave { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-                QueueMessage::Poll { user, reply } => {
-                    batch.reply(reply, self.state.view(user).map_err(Error::from))
-                }
-                QueueMessage::NoteHold { .. }
-                | QueueMessage::ReleaseHold { .. }
-                | QueueMessage::Complete { .. } => {}
-            };
-        }
         match message {
             QueueMessage::Join { user, reply } => {
                 let event = self.state.join(user, Ticket(uuid::Uuid::new_v4()), now);

@@ -10,7 +10,7 @@
 
 use super::catalog::Directory;
 use super::clock::Clock;
-use super::journal::{Batch, Journal};
+use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::ReservationIndex;
 use super::{Error, Reply};
@@ -66,6 +66,11 @@ pub struct WalletDeps {
 }
 
 impl WalletHandle {
+    /// Messages waiting in the mailbox.
+    pub fn queued(&self) -> usize {
+        self.mailbox.max_capacity() - self.mailbox.capacity()
+    }
+
     /// Spawns the actor for `shard`.
     pub fn spawn(shard: WalletShard, deps: WalletDeps, mailbox_len: usize) -> Self {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
@@ -145,25 +150,15 @@ impl WalletActor {
             self.shard.forget_keys(now);
             let mut batch = Batch::default();
             for message in messages.drain(..) {
-                self.handle(message, now, &mut batch).await;
+                if let Some(message) = self.deps.journal.admit(message, &mut batch) {
+                    self.handle(message, now, &mut batch).await;
+                }
             }
             self.deps.journal.submit(batch).await;
         }
     }
 
     async fn handle(&mut self, message: WalletMessage, now: Timestamp, batch: &mut Batch) {
-        if self.deps.journal.is_stopped() {
-            // Nothing changes once nothing can be logged; reads are still answered.
-            match message {
-                WalletMessage::Charge { reply, .. } => {
-                    return batch.reply(reply, Err(Error::Unavailable));
-                }
-                WalletMessage::Pay { reply, .. } => {
-                    return batch.reply(reply, Err(Error::Unavailable));
-                }
-                _ => {}
-            }
-        }
         match message {
             WalletMessage::Charge {
                 user,
@@ -283,6 +278,20 @@ impl WalletActor {
             // The caller may have stopped waiting; that is fine.
             let _ = reply.send(outcome.map(|()| payment));
         });
+    }
+}
+
+impl Gated for WalletMessage {
+    /// Charges and payments change the wallet; balances and ledgers are still read.
+    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self> {
+        match self {
+            WalletMessage::Charge { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            WalletMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            read @ (WalletMessage::Balance { .. } | WalletMessage::Transactions { .. }) => {
+                return Some(read);
+            }
+        }
+        None
     }
 }
 

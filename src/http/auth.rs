@@ -10,6 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 /// Seconds of clock skew tolerated on `exp`.
 const EXP_LEEWAY_SECS: u64 = 5;
@@ -49,7 +50,7 @@ impl Auth {
 
     fn user(&self, token: &str) -> Result<UserId, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+            .map_err(|e| ApiError::unauthorized(token_problem(e.kind())))?;
         let sub = data.claims.sub;
         let not_a_user = || ApiError::unauthorized("the token's sub is not a user id");
         // `u64::from_str` also takes a leading `+`; a user id is decimal digits only,
@@ -62,7 +63,23 @@ impl Auth {
     }
 
     fn is_admin(&self, key: &str) -> bool {
-        constant_time_eq(key.as_bytes(), self.admin_key.as_bytes())
+        // Constant time, so timing says nothing about the admin key.
+        bool::from(key.as_bytes().ct_eq(self.admin_key.as_bytes()))
+    }
+}
+
+/// What is wrong with a token, in words for people (not the library's names).
+fn token_problem(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => {
+            "the token's signature does not match this server's secret (was it made for another server, or before the secret changed?)"
+        }
+        K::ExpiredSignature => "the token has expired",
+        K::ImmatureSignature => "the token is not valid yet (nbf)",
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => "the token must be signed with HS256",
+        K::MissingRequiredClaim(_) => "the token must carry sub and exp claims",
+        _ => "the token is malformed",
     }
 }
 
@@ -80,11 +97,6 @@ pub fn issue_token(key: &EncodingKey, user: UserId, ttl_secs: u64) -> String {
 /// Signs a user token with `secret`.
 pub fn token_for_secret(secret: &str, user: UserId, ttl_secs: u64) -> String {
     issue_token(&EncodingKey::from_secret(secret.as_bytes()), user, ttl_secs)
-}
-
-/// Compares without an early exit, so timing says nothing about the admin key.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {

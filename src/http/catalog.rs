@@ -1,19 +1,22 @@
 //! Catalog routes: concert creation (admin) and the public concert, date and seat reads,
-//! served from the read views without touching any actor.
+//! served from the read views without touching any actor. The response bodies are
+//! built here from the engine's views.
 
 use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
 use crate::domain::catalog::ConcertSpec;
-use crate::domain::{ConcertId, DateId};
-use crate::engine::views::{ConcertSummary, DateSummary, SeatStatus, SeatSummary};
+use crate::domain::date::SeatStatus;
+use crate::domain::{ConcertId, DateId, SeatId, Timestamp, Won};
+use crate::engine::catalog::ConcertEntry;
+use crate::engine::views::DateView;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Router, response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The catalog's routes.
 pub fn router() -> Router<AppState> {
@@ -26,6 +29,79 @@ pub fn router() -> Router<AppState> {
             "/api/v1/concerts/{concert_id}/dates/{date_id}/seats",
             get(list_seats),
         )
+}
+
+/// A date as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DateSummary {
+    /// The date's id.
+    pub id: DateId,
+    /// When the show starts.
+    #[schema(value_type = String, format = DateTime)]
+    pub starts_at: Timestamp,
+    /// Seats in all.
+    pub seats_total: u32,
+    /// Seats free to hold now.
+    pub seats_available: u32,
+}
+
+impl DateSummary {
+    /// A date's summary at `now`.
+    pub fn of(view: &DateView, now: Timestamp) -> Self {
+        DateSummary {
+            id: view.date.id,
+            starts_at: view.date.starts_at,
+            seats_total: view.date.layout.seats_total(),
+            seats_available: view.seats_available(now),
+        }
+    }
+}
+
+/// A concert as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcertSummary {
+    /// The concert's id.
+    pub id: ConcertId,
+    /// Title.
+    pub title: String,
+    /// Venue.
+    pub venue: String,
+    /// Its dates.
+    pub dates: Vec<DateSummary>,
+}
+
+impl ConcertSummary {
+    /// A concert's summary at `now`.
+    pub fn of(entry: &ConcertEntry, now: Timestamp) -> Self {
+        ConcertSummary {
+            id: entry.concert.id,
+            title: entry.concert.title.clone(),
+            venue: entry.concert.venue.clone(),
+            dates: entry
+                .dates
+                .iter()
+                .map(|d| DateSummary::of(&d.view, now))
+                .collect(),
+        }
+    }
+}
+
+/// A seat as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatSummary {
+    /// The seat's id.
+    pub id: SeatId,
+    /// `"{section}-{row}-{number}"`.
+    pub label: String,
+    /// Section name.
+    pub section: String,
+    /// Price in won.
+    pub price: Won,
+    /// Status now.
+    pub status: SeatStatus,
 }
 
 /// Creates a concert with its dates and seats.
@@ -41,7 +117,8 @@ pub async fn create_concert(
     State(state): State<AppState>,
     Json(spec): Json<ConcertSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let concert = state.engine.create_concert(spec).await?;
+    let entry = state.engine.create_concert(spec).await?;
+    let concert = ConcertSummary::of(&entry, state.engine.now());
     let location = format!("/api/v1/concerts/{}", concert.id);
     Ok((
         StatusCode::CREATED,
@@ -54,7 +131,14 @@ pub async fn create_concert(
 #[utoipa::path(get, path = "/api/v1/concerts", tag = "catalog",
     responses((status = 200, description = "Every concert", body = [ConcertSummary])))]
 pub async fn list_concerts(State(state): State<AppState>) -> response::Json<Vec<ConcertSummary>> {
-    response::Json(state.engine.concerts())
+    let now = state.engine.now();
+    let concerts = state.engine.concerts();
+    response::Json(
+        concerts
+            .iter()
+            .map(|c| ConcertSummary::of(c, now))
+            .collect(),
+    )
 }
 
 /// One concert.
@@ -68,7 +152,11 @@ pub async fn get_concert(
     State(state): State<AppState>,
     Path(concert_id): Path<ConcertId>,
 ) -> Result<response::Json<ConcertSummary>, ApiError> {
-    Ok(response::Json(state.engine.concert(concert_id)?))
+    let entry = state.engine.concert(concert_id)?;
+    Ok(response::Json(ConcertSummary::of(
+        &entry,
+        state.engine.now(),
+    )))
 }
 
 /// A concert's dates with live seat counts.
@@ -82,7 +170,10 @@ pub async fn list_dates(
     State(state): State<AppState>,
     Path(concert_id): Path<ConcertId>,
 ) -> Result<response::Json<Vec<DateSummary>>, ApiError> {
-    Ok(response::Json(state.engine.dates(concert_id)?))
+    let entry = state.engine.concert(concert_id)?;
+    Ok(response::Json(
+        ConcertSummary::of(&entry, state.engine.now()).dates,
+    ))
 }
 
 /// Seat filter.
@@ -110,9 +201,19 @@ pub async fn list_seats(
     Path((concert_id, date_id)): Path<(ConcertId, DateId)>,
     Query(query): Query<SeatQuery>,
 ) -> Result<response::Json<Vec<SeatSummary>>, ApiError> {
-    Ok(response::Json(state.engine.seats(
-        concert_id,
-        date_id,
-        query.status,
-    )?))
+    let date = state.engine.date(concert_id, date_id)?;
+    let now = state.engine.now();
+    let seats = date
+        .view
+        .statuses(now)
+        .filter(|(_, status)| query.status.is_none_or(|f| f == *status))
+        .map(|(seat, status)| SeatSummary {
+            id: seat.id,
+            label: seat.label(),
+            section: seat.section.to_owned(),
+            price: seat.price,
+            status,
+        })
+        .collect();
+    Ok(response::Json(seats))
 }

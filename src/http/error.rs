@@ -38,6 +38,10 @@ pub struct Problem {
     /// Seats concerned (`SEAT_UNAVAILABLE`, `SEAT_NOT_FOUND`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seat_ids: Option<Vec<SeatId>>,
+    /// The request's id (its `x-request-id`), on server errors: quote it when
+    /// reporting one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -70,28 +74,28 @@ impl ApiError {
 impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
         use StatusCode as S;
+        let status = match &rejection {
+            Rejection::InvalidRequest(_) | Rejection::InvalidAmount(_) => S::BAD_REQUEST,
+            Rejection::ConcertNotFound
+            | Rejection::DateNotFound
+            | Rejection::SeatNotFound(_)
+            | Rejection::ReservationNotFound
+            | Rejection::NotInQueue => S::NOT_FOUND,
+            Rejection::NotAdmitted => S::FORBIDDEN,
+            Rejection::SeatUnavailable(_)
+            | Rejection::SeatLimitExceeded { .. }
+            | Rejection::AlreadyPaid
+            | Rejection::ReservationExpired
+            | Rejection::ReservationCancelled
+            | Rejection::BalanceLimit { .. } => S::CONFLICT,
+            Rejection::InsufficientBalance { .. } => S::PAYMENT_REQUIRED,
+            Rejection::IdempotencyKeyReused => S::UNPROCESSABLE_ENTITY,
+        };
         let detail = rejection.to_string();
-        let (status, code, seat_ids) = match rejection {
-            Rejection::InvalidRequest(_) => (S::BAD_REQUEST, "INVALID_REQUEST", None),
-            Rejection::InvalidAmount(_) => (S::BAD_REQUEST, "INVALID_AMOUNT", None),
-            Rejection::ConcertNotFound => (S::NOT_FOUND, "CONCERT_NOT_FOUND", None),
-            Rejection::DateNotFound => (S::NOT_FOUND, "DATE_NOT_FOUND", None),
-            Rejection::SeatNotFound(seats) => (S::NOT_FOUND, "SEAT_NOT_FOUND", Some(seats)),
-            Rejection::ReservationNotFound => (S::NOT_FOUND, "RESERVATION_NOT_FOUND", None),
-            Rejection::NotInQueue => (S::NOT_FOUND, "NOT_IN_QUEUE", None),
-            Rejection::NotAdmitted => (S::FORBIDDEN, "NOT_ADMITTED", None),
-            Rejection::SeatUnavailable(seats) => (S::CONFLICT, "SEAT_UNAVAILABLE", Some(seats)),
-            Rejection::SeatLimitExceeded { .. } => (S::CONFLICT, "SEAT_LIMIT_EXCEEDED", None),
-            Rejection::AlreadyPaid => (S::CONFLICT, "ALREADY_PAID", None),
-            Rejection::ReservationExpired => (S::CONFLICT, "RESERVATION_EXPIRED", None),
-            Rejection::ReservationCancelled => (S::CONFLICT, "RESERVATION_CANCELLED", None),
-            Rejection::InsufficientBalance { .. } => {
-                (S::PAYMENT_REQUIRED, "INSUFFICIENT_BALANCE", None)
-            }
-            Rejection::BalanceLimit { .. } => (S::CONFLICT, "BALANCE_LIMIT", None),
-            Rejection::IdempotencyKeyReused => {
-                (S::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED", None)
-            }
+        let code = rejection.code();
+        let seat_ids = match rejection {
+            Rejection::SeatNotFound(seats) | Rejection::SeatUnavailable(seats) => Some(seats),
+            _ => None,
         };
         ApiError {
             status,
@@ -125,6 +129,11 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let request_id = if self.status.is_server_error() {
+            super::observe::current_request_id()
+        } else {
+            None
+        };
         let problem = Problem {
             kind: "about:blank",
             title: self.status.canonical_reason().unwrap_or("Error"),
@@ -132,9 +141,13 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             seat_ids: self.seat_ids,
+            request_id,
         };
         let body = serde_json::to_vec(&problem).expect("a problem always serializes");
         let mut response = (self.status, body).into_response();
+        response
+            .extensions_mut()
+            .insert(super::observe::ProblemCode(self.code));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -62,8 +62,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|e| ApiError::invalid(e.body_text()))
+            .map_err(|e| ApiError::invalid(query_problem(&e.body_text())))
     }
+}
+
+/// axum says "Failed to deserialize query string: {serde's reason}"; say what is wrong
+/// with the query in the API's words.
+fn query_problem(text: &str) -> String {
+    let reason = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    format!("invalid query parameter: {reason}")
 }
 
 /// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod ops;
 pub mod queue;
@@ -21,7 +22,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use error::ApiError;
+use metrics::HttpMetrics;
+use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest request body accepted (a concert spec with many dates and sections fits).
 pub const BODY_LEN_MAX: usize = 1024 * 1024;
@@ -33,13 +37,26 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request authentication.
     pub auth: Arc<Auth>,
-    /// Answers by status, for `/metrics`.
-    pub http: Arc<metrics::HttpCounters>,
+    /// What the observation layer needs.
+    pub observe: Arc<Observe>,
+    /// Every series `/metrics` shows.
+    pub registry: Arc<Registry>,
+}
+
+/// The observation layer's settings and series.
+#[derive(Debug)]
+pub struct Observe {
+    /// Whether requests are observed at all (off only to measure what observing costs).
+    pub enabled: bool,
+    /// Requests at least this slow are logged with a warning.
+    pub slow_request: Duration,
+    /// The HTTP series.
+    pub metrics: HttpMetrics,
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(catalog::router())
         .merge(queue::router())
         .merge(reservations::router())
@@ -53,10 +70,14 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
-        .layer(axum::middleware::from_fn_with_state(
+        .layer(DefaultBodyLimit::max(BODY_LEN_MAX));
+    let router = if state.observe.enabled {
+        router.layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            metrics::count_responses,
+            observe::observe,
         ))
-        .with_state(state)
+    } else {
+        router
+    };
+    router.with_state(state)
 }

@@ -4,7 +4,6 @@ use super::AppState;
 use super::auth::User;
 use super::error::{ApiError, Problem};
 use super::extract::{IdempotencyKey, Json, Query};
-use crate::domain::date::Payment;
 use crate::domain::wallet::{LedgerEntry, TransactionKind};
 use crate::domain::{ChargeId, PaymentId, Rejection, ReservationId, Timestamp, UserId, Won};
 use axum::Router;
@@ -138,14 +137,17 @@ pub struct PaymentBody {
     paid_at: Timestamp,
 }
 
-impl From<Payment> for PaymentBody {
-    fn from(p: Payment) -> Self {
+impl From<LedgerEntry> for PaymentBody {
+    /// The body of a payment, from its ledger entry.
+    fn from(entry: LedgerEntry) -> Self {
         PaymentBody {
-            id: p.id,
-            reservation_id: p.reservation_id,
-            amount: p.amount,
-            balance: p.balance_after,
-            paid_at: p.paid_at,
+            id: PaymentId(entry.id),
+            reservation_id: entry
+                .reservation_id
+                .expect("a payment's entry names its reservation"),
+            amount: entry.amount,
+            balance: entry.balance_after,
+            paid_at: entry.at,
         }
     }
 }
@@ -243,7 +245,7 @@ pub async fn pay(
     let payment = state.engine.pay(user, request.reservation_id, key).await?;
     Ok((
         StatusCode::CREATED,
-        response::Json(PaymentBody::from(payment)),
+        response::Json(PaymentBody::from(LedgerEntry::from(&payment))),
     ))
 }
 
@@ -264,17 +266,7 @@ pub async fn payments(
         .engine
         .transactions(user, Some(TransactionKind::Payment), limit)
         .await?;
-    let body = entries
-        .into_iter()
-        .map(|e| PaymentBody {
-            id: PaymentId(e.id),
-            reservation_id: e
-                .reservation_id
-                .expect("a payment entry names its reservation"),
-            amount: e.amount,
-            balance: e.balance_after,
-            paid_at: e.at,
-        })
-        .collect();
-    Ok(response::Json(body))
+    Ok(response::Json(
+        entries.into_iter().map(PaymentBody::from).collect(),
+    ))
 }

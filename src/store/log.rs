@@ -1,152 +1,183 @@
-//! The log writer: one OS thread that owns the open segment. It takes batches in
-//! arrival order, gives each event the next sequence number, appends every batch that
-//! is waiting with one write and one fdatasync (group commit), and only then releases
-//! the batches' replies. Durable events go on to the [`super::shadow`] replica.
+//! The log seam: where committed batches go.
 //!
-//! A failed write or fsync stops the write path for good: the batch's callers and
-//! every later one get `Unavailable` (503); nothing is retried as if it had worked.
-//! The actors had already applied that batch in memory, so reads may show it until
-//! the process restarts and recovers the durable prefix; the operator's cue is
+//! The engine's journal hands each actor's batch to a [`LogHandle`] as an [`Append`]:
+//! the events, in order, and what to do once they are durable. One OS thread, the
+//! group-commit driver, takes appends in arrival order, numbers their events, and hands
+//! every append that is waiting to the [`Log`] in one call. Once the log says they are
+//! durable, it passes the events to every [`Tap`] (in log order), then runs the
+//! appends' completions, so a tap has seen every event anybody was told about.
+//!
+//! - [`Log`] is the small interface a log implements: make these numbered events
+//!   durable after everything before them, or fail. [`super::file_log::FileLog`]
+//!   (segments on local disk, one write and one fdatasync per call) is today's one
+//!   implementation; a replicated log implements the same call.
+//! - [`Tap`] follows durable events in log order: the snapshot replica
+//!   ([`super::shadow`]) is one. A tap must keep up or buffer; it is called on the
+//!   driver's thread.
+//!
+//! A failed append stops the write path for good: its completions and every later one
+//! get [`LogError::Stopped`]; nothing is retried as if it had worked. The actors had
+//! already applied that batch in memory, so reads may show it until the process
+//! restarts and recovers the durable prefix; the operator's cue is
 //! `boxoffice_write_path_up 0` in `/metrics` and the error in the log.
 
-use super::format;
-use super::shadow::ShadowMessage;
-use super::{FsyncPolicy, StoreError, sync_dir};
-use crate::engine::Error;
-use crate::engine::journal::Batch;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use super::{StoreError, StoreMetrics};
+use crate::domain::Event;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
-/// A new segment starts once the current one is this long.
-pub const SEGMENT_LEN_MAX: u64 = 64 * 1024 * 1024;
-/// Batches waiting for the writer before submitters wait.
+/// Appends waiting for the driver before submitters wait.
 pub const INBOX_LEN: usize = 4096;
-/// Most batches in one write.
-pub const BATCHES_PER_WRITE_MAX: usize = 4096;
+/// Most appends handed to the log in one call.
+pub const APPENDS_PER_WRITE_MAX: usize = 4096;
 
-/// What the writer is asked to do.
-pub enum ToWriter {
-    /// Append a batch and release its replies when durable.
-    Batch(Batch),
-    /// Take a snapshot of everything written so far; answers its sequence number.
-    Snapshot(oneshot::Sender<Result<u64, Error>>),
-    /// Finish: write what is queued, take a final snapshot, release the directory.
+/// Why an append did not become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The write path has stopped (after a failed write, or at shutdown).
+    #[error("the write path has stopped")]
+    Stopped,
+}
+
+/// What to do once an append is durable (`Ok`) or can no longer become durable.
+pub type OnDurable = Box<dyn FnOnce(Result<(), LogError>) + Send>;
+
+/// A batch of events to make durable, in order, and what to do then.
+pub struct Append {
+    /// The events, in the order they were applied.
+    pub events: Vec<Event>,
+    /// Called once, after the events are durable or with why they are not.
+    pub on_durable: OnDurable,
+}
+
+/// A log: makes numbered events durable, in order.
+pub trait Log: Send + 'static {
+    /// Makes the events of `appends` durable as records `first_seq`, `first_seq + 1`,
+    /// ... after every record appended before. Returns only when they are durable (or
+    /// with the error that stops the write path).
+    fn append(&mut self, first_seq: u64, appends: &[Append]) -> Result<(), StoreError>;
+
+    /// The write path stops: release what the log holds (files, locks).
+    fn close(&mut self) {}
+}
+
+/// A follower of durable events, in log order.
+pub trait Tap: Send + 'static {
+    /// Durable events; the first has sequence number `first_seq`. Called before
+    /// anybody is told of them.
+    fn committed(&mut self, first_seq: u64, events: &Arc<[Event]>);
+
+    /// Nothing more will come: finish (the snapshot replica writes its final snapshot
+    /// here) and return when done.
+    fn stop(&mut self) {}
+}
+
+enum ToLog {
+    Append(Append),
     Stop(oneshot::Sender<()>),
 }
 
-/// The file name of the segment whose first record is `seq`.
-pub fn file_name(seq: u64) -> String {
-    format!("{seq:020}.log")
-}
-
-/// Creates a segment starting at `seq` with its header, durable before use.
-pub fn create_segment(dir: &Path, seq: u64) -> Result<(File, PathBuf), StoreError> {
-    let path = dir.join(file_name(seq));
-    let mut file = File::options()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .map_err(StoreError::io(&path))?;
-    file.write_all(&format::segment_header())
-        .and_then(|()| file.sync_all())
-        .map_err(StoreError::io(&path))?;
-    sync_dir(dir)?;
-    Ok((file, path))
-}
-
-/// The writer thread's state.
-pub struct LogWriter {
-    dir: PathBuf,
-    fsync: FsyncPolicy,
-    segment: File,
-    segment_path: PathBuf,
-    segment_len: u64,
-    next_seq: u64,
+/// The way to a running log. Cloning is cheap.
+#[derive(Clone)]
+pub struct LogHandle {
+    inbox: mpsc::Sender<ToLog>,
     stopped: Arc<AtomicBool>,
-    shadow: std::sync::mpsc::SyncSender<ShadowMessage>,
-    /// Held for the writer's life: the OS lock on the data directory.
-    _lock: File,
 }
 
-impl LogWriter {
-    /// Starts the writer thread on a new segment beginning at `next_seq`; returns where
-    /// to send it work and the flag it sets once the write path has stopped.
+impl LogHandle {
+    /// Starts the group-commit driver for `log` on its own OS thread; the next record
+    /// gets `next_seq`, and `taps` see every durable event.
     pub fn spawn(
-        dir: &Path,
-        fsync: FsyncPolicy,
+        log: impl Log,
         next_seq: u64,
-        lock: File,
-        shadow: std::sync::mpsc::SyncSender<ShadowMessage>,
-    ) -> Result<(mpsc::Sender<ToWriter>, Arc<AtomicBool>), StoreError> {
-        let (segment, segment_path) = create_segment(dir, next_seq)?;
+        taps: Vec<Box<dyn Tap>>,
+        metrics: Arc<StoreMetrics>,
+    ) -> std::io::Result<LogHandle> {
         let stopped = Arc::new(AtomicBool::new(false));
-        let writer = LogWriter {
-            dir: dir.to_owned(),
-            fsync,
-            segment,
-            segment_path,
-            segment_len: format::SEGMENT_HEADER_LEN as u64,
+        let driver = Driver {
+            log: Box::new(log),
+            taps,
             next_seq,
             stopped: stopped.clone(),
-            shadow,
-            _lock: lock,
+            metrics,
         };
-        let (sender, inbox) = mpsc::channel(INBOX_LEN);
+        let (inbox, receiver) = mpsc::channel(INBOX_LEN);
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || writer.run(inbox))
-            .map_err(StoreError::io(dir))?;
-        Ok((sender, stopped))
+            .spawn(move || driver.run(receiver))?;
+        Ok(LogHandle { inbox, stopped })
     }
 
-    fn run(mut self, mut inbox: mpsc::Receiver<ToWriter>) {
-        let mut buffer = Vec::with_capacity(1 << 20);
-        let mut batches = Vec::new();
+    /// Whether the write path has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Queues an append; its completion runs once it is durable (or cannot be).
+    pub async fn append(&self, append: Append) {
+        if let Err(mpsc::error::SendError(ToLog::Append(append))) =
+            self.inbox.send(ToLog::Append(append)).await
+        {
+            (append.on_durable)(Err(LogError::Stopped));
+        }
+    }
+
+    /// Stops the write path: what is queued is appended, the taps finish (a final
+    /// snapshot), and the log is closed. Later appends get [`LogError::Stopped`].
+    pub async fn stop(&self) {
+        let (to, from) = oneshot::channel();
+        if self.inbox.send(ToLog::Stop(to)).await.is_ok() {
+            let _ = from.await;
+        }
+    }
+}
+
+struct Driver {
+    log: Box<dyn Log>,
+    taps: Vec<Box<dyn Tap>>,
+    next_seq: u64,
+    stopped: Arc<AtomicBool>,
+    metrics: Arc<StoreMetrics>,
+}
+
+impl Driver {
+    fn run(mut self, mut inbox: mpsc::Receiver<ToLog>) {
+        let mut appends = Vec::new();
         let mut stop_reply = None;
         while let Some(mut message) = inbox.blocking_recv() {
-            let control = loop {
+            loop {
                 match message {
-                    ToWriter::Batch(batch) => batches.push(batch),
-                    control => break Some(control),
+                    ToLog::Append(append) => appends.push(append),
+                    ToLog::Stop(reply) => stop_reply = Some(reply),
                 }
-                if batches.len() >= BATCHES_PER_WRITE_MAX {
-                    break None;
+                if stop_reply.is_some() || appends.len() >= APPENDS_PER_WRITE_MAX {
+                    break;
                 }
                 match inbox.try_recv() {
                     Ok(next) => message = next,
-                    Err(_) => break None,
+                    Err(_) => break,
                 }
-            };
-            self.commit(&mut batches, &mut buffer);
-            match control {
-                Some(ToWriter::Snapshot(reply)) => {
-                    self.to_shadow(ShadowMessage::Snapshot(Some(reply)))
-                }
-                Some(ToWriter::Stop(reply)) => {
-                    stop_reply = Some(reply);
-                    break;
-                }
-                Some(ToWriter::Batch(_)) => unreachable!("batches are gathered above"),
-                None => {}
+            }
+            self.commit(&mut appends);
+            if stop_reply.is_some() {
+                break;
             }
         }
         self.stopped.store(true, Ordering::Release);
-        // Callers still queued get a clear answer rather than a dropped reply.
+        // Callers still queued get a clear answer rather than a dropped completion.
         inbox.close();
         while let Ok(message) = inbox.try_recv() {
-            if let ToWriter::Batch(batch) = message {
-                release(batch, Err(Error::Unavailable));
+            if let ToLog::Append(append) = message {
+                (append.on_durable)(Err(LogError::Stopped));
             }
         }
-        let (done, finished) = std::sync::mpsc::channel();
-        self.to_shadow(ShadowMessage::Stop(done));
-        let _ = finished.recv();
-        // Release the segment and the directory lock before saying we stopped, so a
+        for tap in &mut self.taps {
+            tap.stop();
+        }
+        // Release the files and the directory lock before saying we stopped, so a
         // caller may reopen the directory the moment it hears back.
+        self.log.close();
         drop(self);
         if let Some(reply) = stop_reply {
             // The caller may have stopped waiting; that is fine.
@@ -154,80 +185,42 @@ impl LogWriter {
         }
     }
 
-    /// Appends every gathered batch with one write and one fsync, then replies.
-    fn commit(&mut self, batches: &mut Vec<Batch>, buffer: &mut Vec<u8>) {
-        if batches.is_empty() {
+    /// Hands every gathered append to the log in one call, then to the taps, then
+    /// runs their completions.
+    fn commit(&mut self, appends: &mut Vec<Append>) {
+        if appends.is_empty() {
             return;
         }
         if self.stopped.load(Ordering::Acquire) {
-            for batch in batches.drain(..) {
-                release(batch, Err(Error::Unavailable));
-            }
-            return;
+            return fail(appends);
         }
-        buffer.clear();
         let first_seq = self.next_seq;
-        for event in batches.iter().flat_map(|b| &b.events) {
-            format::encode_record(buffer, self.next_seq, event);
-            self.next_seq += 1;
-        }
-        let written = self
-            .segment
-            .write_all(buffer)
-            .and_then(|()| match self.fsync {
-                FsyncPolicy::Always => self.segment.sync_data(),
-                FsyncPolicy::Never => Ok(()),
-            });
-        if let Err(e) = written {
-            tracing::error!(
-                "write to {} failed: {e}; the write path is stopped",
-                self.segment_path.display()
-            );
+        if let Err(e) = self.log.append(first_seq, appends) {
+            tracing::error!("{e}; the write path is stopped");
             self.stopped.store(true, Ordering::Release);
-            for batch in batches.drain(..) {
-                release(batch, Err(Error::Unavailable));
-            }
-            return;
+            return fail(appends);
         }
-        self.segment_len += buffer.len() as u64;
-        let mut events = Vec::with_capacity((self.next_seq - first_seq) as usize);
-        for batch in batches.drain(..) {
-            for reply in batch.replies {
-                reply(Ok(()));
-            }
-            events.extend(batch.events);
+        let count: usize = appends.iter().map(|a| a.events.len()).sum();
+        self.next_seq += count as u64;
+        self.metrics.commit_batch_events.observe(count as f64);
+        let mut events = Vec::with_capacity(count);
+        let mut completions = Vec::with_capacity(appends.len());
+        for append in appends.drain(..) {
+            events.extend(append.events);
+            completions.push(append.on_durable);
         }
-        self.to_shadow(ShadowMessage::Events { first_seq, events });
-        if self.segment_len >= SEGMENT_LEN_MAX {
-            self.rotate();
+        let events: Arc<[Event]> = events.into();
+        for tap in &mut self.taps {
+            tap.committed(first_seq, &events);
         }
-    }
-
-    fn rotate(&mut self) {
-        match create_segment(&self.dir, self.next_seq) {
-            Ok((segment, path)) => {
-                self.segment = segment;
-                self.segment_path = path;
-                self.segment_len = format::SEGMENT_HEADER_LEN as u64;
-            }
-            Err(e) => {
-                tracing::error!(
-                    "could not start a new log segment: {e}; the write path is stopped"
-                );
-                self.stopped.store(true, Ordering::Release);
-            }
-        }
-    }
-
-    fn to_shadow(&self, message: ShadowMessage) {
-        if self.shadow.send(message).is_err() {
-            tracing::error!("the snapshot thread is gone; no more snapshots will be taken");
+        for on_durable in completions {
+            on_durable(Ok(()));
         }
     }
 }
 
-fn release(batch: Batch, outcome: Result<(), Error>) {
-    for reply in batch.replies {
-        reply(outcome.clone());
+fn fail(appends: &mut Vec<Append>) {
+    for append in appends.drain(..) {
+        (append.on_durable)(Err(LogError::Stopped));
     }
 }

@@ -34,7 +34,7 @@
 //!
 //! The magic `BOXSNAP1` (8 bytes), the version `u32` LE (1), 4 zero bytes, the sequence
 //! number of the last event it includes (`u64` LE), the payload length (`u64` LE), the
-//! CRC-32 of the payload (`u32` LE), then the payload: a [`image::Image`], bincode 2 via
+//! CRC-32 of the payload (`u32` LE), then the payload: a [`crate::domain::Image`], bincode 2 via
 //! serde. It is written to `*.snapshot.tmp`, fsynced, renamed, and the directory fsynced.
 //! Snapshots are taken from a replica that applies the durable events in log order
 //! (see [`shadow`]), so a snapshot is exactly the state after a prefix of the log and
@@ -51,14 +51,21 @@
 //! longer reaches back to the base: recovery refuses to start and names the file and
 //! byte offset.
 
+pub mod file_log;
 pub mod format;
-pub mod image;
 pub mod log;
+pub mod metrics;
 pub mod recovery;
 pub mod shadow;
 pub mod snapshot;
 
+pub use metrics::StoreMetrics;
+
+use crate::domain::{Image, Rules};
+use log::{LogHandle, Tap};
+use shadow::{Shadow, SnapshotHandle};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why the store could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -123,42 +130,48 @@ pub fn sync_dir(dir: &std::path::Path) -> Result<(), StoreError> {
         .map_err(StoreError::io(dir))
 }
 
-/// An open store: the recovered state and the running writer and replica threads.
+/// An open store: the recovered state, the running log and the snapshot replica.
 pub struct Opened {
     /// The state to start the actors from.
-    pub image: image::Image,
+    pub image: Image,
     /// Records replayed from the log on top of the snapshot.
     pub replayed: u64,
-    /// Where batches go.
-    pub writer: tokio::sync::mpsc::Sender<log::ToWriter>,
-    /// Set once the write path has stopped (failure or shutdown).
-    pub stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Where committed batches go.
+    pub log: LogHandle,
+    /// Asks the replica for a snapshot.
+    pub snapshots: SnapshotHandle,
 }
 
-/// Locks and recovers the data directory, then starts the log writer and the replica.
-pub fn open(options: &StoreOptions, rules: &crate::engine::Rules) -> Result<Opened, StoreError> {
+/// Locks and recovers the data directory, then starts the file log and the snapshot
+/// replica. Besides the replica, `taps` follow every durable event.
+pub fn open(
+    options: &StoreOptions,
+    rules: &Rules,
+    metrics: Arc<StoreMetrics>,
+    mut taps: Vec<Box<dyn Tap>>,
+) -> Result<Opened, StoreError> {
     let lock = recovery::lock(&options.dir)?;
     let recovered = recovery::recover(&options.dir, rules)?;
     let next_seq = recovered.image.seq + 1;
-    let (to_shadow, shadow_inbox) = std::sync::mpsc::sync_channel(shadow::INBOX_LEN);
-    let replica = shadow::Shadow {
+    let replica = Shadow {
         image: recovered.image.clone(),
         rules: *rules,
         dir: options.dir.clone(),
         every_events: options.snapshot_every_events,
         interval: options.snapshot_interval,
         snapshot_seq: recovered.image.seq - recovered.replayed,
+        metrics: metrics.clone(),
     };
-    std::thread::Builder::new()
-        .name("snapshots".into())
-        .spawn(move || replica.run(shadow_inbox))
+    let (shadow_tap, snapshots) = replica.spawn().map_err(StoreError::io(&options.dir))?;
+    taps.insert(0, Box::new(shadow_tap));
+    let file_log =
+        file_log::FileLog::open(&options.dir, options.fsync, next_seq, lock, metrics.clone())?;
+    let log = LogHandle::spawn(file_log, next_seq, taps, metrics)
         .map_err(StoreError::io(&options.dir))?;
-    let (writer, stopped) =
-        log::LogWriter::spawn(&options.dir, options.fsync, next_seq, lock, to_shadow)?;
     Ok(Opened {
         image: recovered.image,
         replayed: recovered.replayed,
-        writer,
-        stopped,
+        log,
+        snapshots,
     })
 }

@@ -2,10 +2,10 @@
 //! (rules in the module docs of [`crate::store`]).
 
 use super::format::{self, Record};
-use super::image::Image;
 use super::snapshot;
 use super::{StoreError, sync_dir};
-use crate::engine::Rules;
+use crate::domain::Image;
+use crate::domain::Rules;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,8 @@
 //! Writing, finding and pruning snapshot files.
 
 use super::format;
-use super::image::Image;
 use super::{StoreError, sync_dir};
+use crate::domain::Image;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -38,9 +38,10 @@ pub fn numbered_files(dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>, S
 
 /// Writes a snapshot of `image` (new file, fsync, rename, fsync the directory), then
 /// removes all but the newest [`SNAPSHOTS_KEPT`]. Returns the sequence number up to
-/// which log records are no longer needed: the oldest kept snapshot's, once there are
-/// two (with one, a damaged snapshot must still be recoverable from the whole log).
-pub fn write(dir: &Path, image: &Image) -> Result<u64, StoreError> {
+/// which log records are no longer needed (the oldest kept snapshot's, once there are
+/// two; with one, a damaged snapshot must still be recoverable from the whole log) and
+/// the snapshot's size in bytes.
+pub fn write(dir: &Path, image: &Image) -> Result<(u64, u64), StoreError> {
     let bytes = format::encode_snapshot(image.seq, image);
     let path = dir.join(file_name(image.seq));
     let temporary = dir.join(format!("{}.tmp", file_name(image.seq)));
@@ -57,11 +58,12 @@ pub fn write(dir: &Path, image: &Image) -> Result<u64, StoreError> {
         std::fs::remove_file(old).map_err(StoreError::io(old))?;
     }
     let kept = &snapshots[keep_from..];
-    Ok(if kept.len() >= SNAPSHOTS_KEPT {
+    let oldest_needed = if kept.len() >= SNAPSHOTS_KEPT {
         kept[0].0
     } else {
         0
-    })
+    };
+    Ok((oldest_needed, bytes.len() as u64))
 }
 
 /// Removes unfinished snapshot writes left by a crash.

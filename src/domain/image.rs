@@ -4,12 +4,11 @@
 //! [`Image::apply`] routes each logged event to its owners' `replay`, the same code
 //! the actors use live; [`Event::Paid`] goes to the date, the wallet and the queue.
 
-use crate::domain::catalog::{CatalogEvent, CatalogState};
-use crate::domain::date::DateState;
-use crate::domain::queue::QueueState;
-use crate::domain::wallet::WalletShard;
-use crate::domain::{ConcertId, DateId, Event, UserId};
-use crate::engine::Rules;
+use super::catalog::{CatalogEvent, CatalogState};
+use super::date::DateState;
+use super::queue::QueueState;
+use super::wallet::WalletShard;
+use super::{ConcertId, DateId, Event, Rules, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -95,7 +94,7 @@ impl Image {
                     .replay(event);
             }
             Event::Wallet(event) => {
-                let crate::domain::wallet::WalletEvent::Charged(charge) = event;
+                let super::wallet::WalletEvent::Charged(charge) = event;
                 let shard = wallet_shard(charge.user, self.wallets.len());
                 self.wallets[shard].replay(event);
             }

@@ -1,0 +1,54 @@
+//! [`ReservationIndex`]: every reservation by id and by user, written by the date
+//! actors after each change; reads (the API's reservation lists, and the wallet
+//! routing a payment to its date) take a `DashMap` shard's read lock, never an actor.
+
+use crate::domain::date::Reservation;
+use crate::domain::{Rejection, ReservationId, UserId};
+use dashmap::DashMap;
+
+/// Every reservation, for reads and for routing payments.
+#[derive(Default)]
+pub struct ReservationIndex {
+    by_id: DashMap<ReservationId, Reservation>,
+    by_user: DashMap<UserId, Vec<ReservationId>>,
+}
+
+impl ReservationIndex {
+    /// Records a new or changed reservation.
+    pub(in crate::engine) fn record(&self, reservation: &Reservation) {
+        let fresh = self
+            .by_id
+            .insert(reservation.id, reservation.clone())
+            .is_none();
+        if fresh {
+            self.by_user
+                .entry(reservation.user)
+                .or_default()
+                .push(reservation.id);
+        }
+    }
+
+    /// A reservation by id, whoever holds it.
+    pub fn get(&self, id: ReservationId) -> Option<Reservation> {
+        self.by_id.get(&id).map(|r| r.clone())
+    }
+
+    /// A reservation of `user`'s; someone else's does not exist for them.
+    pub fn owned(&self, user: UserId, id: ReservationId) -> Result<Reservation, Rejection> {
+        self.get(id)
+            .filter(|r| r.user == user)
+            .ok_or(Rejection::ReservationNotFound)
+    }
+
+    /// A user's reservations, newest first.
+    pub fn of_user(&self, user: UserId) -> Vec<Reservation> {
+        let ids = self
+            .by_user
+            .get(&user)
+            .map(|ids| ids.clone())
+            .unwrap_or_default();
+        let mut list: Vec<Reservation> = ids.into_iter().filter_map(|id| self.get(id)).collect();
+        list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        list
+    }
+}
