@@ -1,4 +1,4 @@
-//! Every status and error code of API.md over real HTTP, and bad input of every kind.
+//! Every status and error code of the API over real HTTP, and bad input of every kind.
 //! Each refused request is followed by a look at what it could have touched (balance,
 //! ledger, seats, reservations, concerts) to show that it changed nothing.
 

@@ -217,7 +217,11 @@ mod tests {
         let value = vec![CatalogEvent::ConcertCreated {
             concert_id: ConcertId(1),
             date_ids: vec![],
-            spec: crate::app::demo_concert(chrono::Utc::now()),
+            spec: crate::domain::catalog::ConcertSpec {
+                title: "Winter Tour".into(),
+                venue: "Olympic Hall".into(),
+                dates: vec![],
+            },
             at: chrono::Utc::now(),
         }];
         let bytes = encode_snapshot(42, &value);
