@@ -35,7 +35,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Parser)]
-#[command(about = "boxoffice load test")]
+#[command(
+    name = "hammer",
+    bin_name = "cargo bench --bench hammer --",
+    about = "boxoffice load test"
+)]
 struct Args {
     /// Users to create and admit.
     #[arg(long, default_value_t = 2000)]
@@ -62,6 +66,11 @@ struct Args {
     /// The running server's JWT secret (with --url).
     #[arg(long, default_value = "hammer-secret")]
     jwt_secret: String,
+    /// Also measure what observing requests costs (request ids, spans, HTTP metrics):
+    /// the one-seat hammer against a second in-process server started with
+    /// `--unobserved`, alternating, in the same run.
+    #[arg(long)]
+    observability_cost: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -155,8 +164,8 @@ where
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let n = done.load(Ordering::Relaxed);
-                eprint!(
-                    "\r  {name}: {n} requests, {:.0} req/s   ",
+                eprintln!(
+                    "  {name}: {n} requests, {:.0} req/s so far",
                     n as f64 / started.elapsed().as_secs_f64()
                 );
             }
@@ -193,7 +202,6 @@ where
     }
     let elapsed = started.elapsed();
     progress.abort();
-    eprintln!();
     Phase {
         name,
         requests: statuses.values().sum(),
@@ -222,7 +230,9 @@ impl Stop {
     }
 }
 
-fn start_server(args: &Args) -> (String, tempfile::TempDir) {
+/// Starts the real server in-process (observed as it ships, or with `--unobserved`)
+/// on its own runtime, and the yardstick beside the observed one.
+fn start_server(args: &Args, observed: bool) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: dir.path().to_owned(),
@@ -230,6 +240,7 @@ fn start_server(args: &Args) -> (String, tempfile::TempDir) {
         jwt_secret: Some(args.jwt_secret.clone()),
         queue_active_max: args.users as u32,
         fsync: args.fsync,
+        unobserved: !observed,
         ..Config::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -244,16 +255,20 @@ fn start_server(args: &Args) -> (String, tempfile::TempDir) {
             let empty = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send((listener.local_addr().unwrap(), empty.local_addr().unwrap()))
                 .unwrap();
-            let yardstick =
-                axum::Router::new().route("/empty", axum::routing::post(|| async { "" }));
-            tokio::spawn(app::serve(empty, yardstick, std::future::pending()));
+            if observed {
+                let yardstick =
+                    axum::Router::new().route("/empty", axum::routing::post(|| async { "" }));
+                tokio::spawn(app::serve(empty, yardstick, std::future::pending()));
+            }
             app::serve(listener, app.router, std::future::pending())
                 .await
                 .unwrap();
         });
     });
     let (addr, empty) = rx.recv().unwrap();
-    EMPTY_ADDR.set(format!("http://{empty}")).unwrap();
+    if observed {
+        EMPTY_ADDR.set(format!("http://{empty}")).unwrap();
+    }
     (format!("http://{addr}"), dir)
 }
 
@@ -321,24 +336,35 @@ async fn setup(target: &Target, users: u64, connections: usize) -> (u64, u64, u6
 
 fn main() {
     let args = Args::parse();
+    // Spans are real (as in the shipped binary, which logs at info): what a request's
+    // span costs is part of what is measured.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let (base, _dir) = match &args.url {
         Some(url) => (url.clone(), None),
         None => {
-            let (base, dir) = start_server(&args);
+            let (base, dir) = start_server(&args, true);
             (base, Some(dir))
         }
     };
+    let unobserved =
+        (args.observability_cost && args.url.is_none()).then(|| start_server(&args, false));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let failed = runtime.block_on(run(args, base));
+    let unobserved_base = unobserved.as_ref().map(|(base, _)| base.clone());
+    let failed = runtime.block_on(run(args, base, unobserved_base));
     if failed {
         std::process::exit(1);
     }
 }
 
-async fn run(args: Args, base: String) -> bool {
+async fn run(args: Args, base: String, unobserved: Option<String>) -> bool {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections)
         .build()
@@ -395,28 +421,15 @@ async fn run(args: Args, base: String) -> bool {
     };
 
     if wants("one-seat") {
-        let (t, tokens, users) = (target.clone(), tokens.clone(), args.users);
-        let phase = timed(
-            "one-seat",
-            args.connections,
-            Stop::After(duration),
-            move |task, i| {
-                let (t, tokens) = (t.clone(), tokens.clone());
-                let user = 1 + (task as u64 * 7919 + i * 104_729) % users;
-                async move {
-                    let body = json!({"dateId": one_seat_date, "seatIds": [1]});
-                    let url = format!("{}/api/v1/reservations", t.base);
-                    post_raw(&t.http, &url, &tokens[user as usize], &body)
-                        .await
-                        .0
-                }
-            },
-        )
-        .await;
+        let phase = one_seat(&target, &tokens, one_seat_date, &args, "one-seat").await;
         phase.print(empty.as_ref());
         let winners = phase.statuses.get(&201).copied().unwrap_or(0);
         println!("one-seat winners: {winners} (must be exactly 1)");
         failed |= winners != 1;
+    }
+
+    if let Some(base) = unobserved {
+        failed |= observability_cost(&target, base, &tokens, one_seat_date, &args).await;
     }
 
     if wants("flash-sale") {
@@ -480,3 +493,67 @@ async fn run(args: Args, base: String) -> bool {
 }
 
 static USER: AtomicU64 = AtomicU64::new(0);
+
+/// C connections hold the one seat of `date` for D seconds.
+async fn one_seat(
+    target: &Arc<Target>,
+    tokens: &Arc<Vec<String>>,
+    date: u64,
+    args: &Args,
+    name: &'static str,
+) -> Phase {
+    let (t, tokens, users) = (target.clone(), tokens.clone(), args.users);
+    timed(
+        name,
+        args.connections,
+        Stop::After(Duration::from_secs(args.duration_secs)),
+        move |task, i| {
+            let (t, tokens) = (t.clone(), tokens.clone());
+            let user = 1 + (task as u64 * 7919 + i * 104_729) % users;
+            async move {
+                let body = json!({"dateId": date, "seatIds": [1]});
+                let url = format!("{}/api/v1/reservations", t.base);
+                post_raw(&t.http, &url, &tokens[user as usize], &body)
+                    .await
+                    .0
+            }
+        },
+    )
+    .await
+}
+
+/// The one-seat hammer against the observed server and an unobserved one, alternating
+/// twice, and the ratio of their best rounds; `true` unless the unobserved seat had
+/// exactly one winner.
+async fn observability_cost(
+    observed: &Arc<Target>,
+    base: String,
+    tokens: &Arc<Vec<String>>,
+    observed_date: u64,
+    args: &Args,
+) -> bool {
+    let unobserved = Arc::new(Target {
+        base,
+        http: observed.http.clone(),
+        admin_key: args.admin_key.clone(),
+        jwt_secret: args.jwt_secret.clone(),
+    });
+    let (_, unobserved_date, _) = setup(&unobserved, args.users, args.connections).await;
+    let (mut on, mut off) = (0f64, 0f64);
+    let mut winners = 0;
+    for _ in 0..2 {
+        let phase = one_seat(observed, tokens, observed_date, args, "observed").await;
+        phase.print(None);
+        on = on.max(phase.rps());
+        let phase = one_seat(&unobserved, tokens, unobserved_date, args, "unobserved").await;
+        phase.print(None);
+        off = off.max(phase.rps());
+        winners += phase.statuses.get(&201).copied().unwrap_or(0);
+    }
+    println!(
+        "observability cost: one seat observed {on:.0} req/s, unobserved {off:.0} req/s: {:.3}x (best of two rounds each)",
+        on / off
+    );
+    println!("unobserved one-seat winners: {winners} (must be exactly 1)");
+    winners != 1
+}

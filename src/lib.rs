@@ -1,17 +1,18 @@
 #![forbid(unsafe_code)]
-//! boxoffice: a concert ticketing engine.
+#![doc = include_str!("ARCHITECTURE.md")]
 //!
-//! One process, all state in memory, every piece of state owned by one tokio actor
-//! that takes its messages one at a time. Crate map:
+//! # Crate map
 //!
-//! - [`domain`]: pure types and state machines (catalog, date, queue, wallet); no I/O,
-//!   no clock, no channels. Start reading here.
-//! - [`engine`]: the actors that own the domain state, their handles, the journal that
+//! - [`domain`]: pure types and state machines (catalog, date, queue, wallet), the
+//!   rules and the image of all state; no I/O, no clock, no channels. Start here.
+//! - [`store`]: durability: the log seam, the file log, snapshots, recovery.
+//! - [`engine`]: the actors that own the domain state, their handles, the journal
 //!   every reply passes through, and the read views GETs are served from.
 //! - [`http`]: axum routes per area, extractors, authentication, problem+json errors,
-//!   the OpenAPI document and Swagger UI.
+//!   request observation and metrics, the OpenAPI document and Swagger UI.
 //! - [`config`]: command line and environment.
-//! - [`app`]: wiring: builds engine and router, serves on a bound listener.
+//! - [`app`]: wiring: opens the store, starts the engine, builds the router, serves on
+//!   a bound listener.
 
 pub mod app;
 pub mod config;
