@@ -7,6 +7,7 @@ use crate::domain::UserId;
 use crate::domain::catalog::{ConcertSpec, DateSpec, SectionSpec};
 use crate::engine::Engine;
 use crate::engine::clock::Clock;
+use crate::engine::feed::Feed;
 use crate::engine::journal::Journal;
 use crate::engine::metrics::{EngineMetrics, EventCounter};
 use crate::http::auth::Auth;
@@ -106,11 +107,17 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     engine.metrics().register(&mut registry);
     store_metrics.register(&mut registry);
     registry.register_collector(Box::new(LiveGauges::new(engine.clone())));
+    let feed = Feed::new(
+        opened.tail,
+        Some(config.data_dir.clone()),
+        engine.reservation_index().clone(),
+    );
     let state = AppState {
         engine: engine.clone(),
         auth: auth.clone(),
         observe,
         registry: Arc::new(registry),
+        feed,
     };
     let router = http::router(state);
     Ok(App {

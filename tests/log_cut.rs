@@ -226,7 +226,7 @@ impl Driver {
     fn leave(&mut self, user: UserId, concert: usize) {
         let concert = self.nth_concert(concert);
         let queue = self.live.queues.get_mut(&concert).expect("listed");
-        if let Ok(event) = queue.leave(user) {
+        if let Ok(event) = queue.leave(user, self.now) {
             self.log(Event::Queue(concert, event));
         }
     }

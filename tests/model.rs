@@ -694,7 +694,7 @@ proptest! {
                 }
                 RoomCommand::Leave(user) => {
                     let had = model.current(user).is_some();
-                    prop_assert_eq!(real.leave(UserId(user)).is_ok(), had);
+                    prop_assert_eq!(real.leave(UserId(user), now).is_ok(), had);
                     model.entries.retain(|e| e.user != user);
                 }
                 RoomCommand::Poll(user) => {

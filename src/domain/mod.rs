@@ -13,6 +13,8 @@
 //! - [`wallet`]: a shard of wallets (balances, ledgers, idempotency keys).
 //! - [`rejection`]: the business outcomes a caller can be told "no" with.
 //! - [`rules`]: every configured limit in one value.
+//! - [`public`]: the public events, a versioned contract separate from [`Event`], and
+//!   the mapping from logged records to them.
 //! - [`image`]: every owner's state in one value, and [`Image::apply`], which routes a
 //!   logged event to its owners' `replay`: what snapshots hold and recovery rebuilds.
 
@@ -20,6 +22,7 @@ pub mod catalog;
 pub mod date;
 pub mod ids;
 pub mod image;
+pub mod public;
 pub mod queue;
 pub mod rejection;
 pub mod rules;

@@ -132,7 +132,8 @@ pub enum QueueEvent {
         #[serde(with = "crate::domain::time::compact")]
         idle_until: Timestamp,
     },
-    /// A user left; the entry is gone.
+    /// A user left; the entry is gone. Only read from older logs: leaving is logged as
+    /// [`QueueEvent::LeftAt`] now.
     Left {
         /// Who.
         user: UserId,
@@ -176,6 +177,15 @@ pub enum QueueEvent {
     /// Every seat of the concert is sold: every live entry ends.
     SoldOut {
         /// When it was noticed.
+        #[serde(with = "crate::domain::time::compact")]
+        at: Timestamp,
+    },
+    /// A user left at `at`; the entry is gone. (Logs written before this variant
+    /// existed hold [`QueueEvent::Left`], without the time.)
+    LeftAt {
+        /// Who.
+        user: UserId,
+        /// When.
         #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
@@ -321,11 +331,11 @@ impl QueueState {
     }
 
     /// Leaves: the entry is removed, freeing its slot if it was active.
-    pub fn leave(&mut self, user: UserId) -> Result<QueueEvent, Rejection> {
+    pub fn leave(&mut self, user: UserId, now: Timestamp) -> Result<QueueEvent, Rejection> {
         if !self.entries.contains_key(&user) {
             return Err(Rejection::NotInQueue);
         }
-        let event = QueueEvent::Left { user };
+        let event = QueueEvent::LeftAt { user, at: now };
         self.replay(&event);
         Ok(event)
     }
@@ -426,7 +436,7 @@ impl QueueState {
                 at,
                 idle_until,
             } => self.replay_joined(user, ticket, at, idle_until),
-            QueueEvent::Left { user } => {
+            QueueEvent::Left { user } | QueueEvent::LeftAt { user, .. } => {
                 self.unlink(user);
                 self.entries.remove(&user);
             }
@@ -731,12 +741,12 @@ mod tests {
         for user in 1..=6 {
             join(&mut room, user, t(0));
         }
-        room.leave(UserId(4)).unwrap();
+        room.leave(UserId(4), t(0)).unwrap();
         assert_eq!(status(&room, 3), (EntryStatus::Waiting, 1));
         assert_eq!(status(&room, 5), (EntryStatus::Waiting, 2));
         assert_eq!(status(&room, 6), (EntryStatus::Waiting, 3));
         assert_eq!(room.view(UserId(4)), Err(Rejection::NotInQueue));
-        assert_eq!(room.leave(UserId(4)), Err(Rejection::NotInQueue));
+        assert_eq!(room.leave(UserId(4), t(0)), Err(Rejection::NotInQueue));
     }
 
     #[test]
@@ -745,7 +755,7 @@ mod tests {
         for user in 1..=3 {
             join(&mut room, user, t(0));
         }
-        room.leave(UserId(1)).unwrap();
+        room.leave(UserId(1), t(0)).unwrap();
         room.advance(t(0), false);
         assert_eq!(status(&room, 3), (EntryStatus::Active, 0));
     }
@@ -919,7 +929,7 @@ mod tests {
             events.extend(live.join(UserId(user), ticket(user), t(0)));
         }
         events.extend(live.advance(t(1), false));
-        events.push(live.leave(UserId(4)).unwrap());
+        events.push(live.leave(UserId(4), t(0)).unwrap());
         events.extend(live.advance(t(700), false));
         let mut replayed = room();
         for event in &events {

@@ -144,7 +144,7 @@ impl EngineMetrics {
                 let name = match event {
                     QueueEvent::Joined { .. } => "joined",
                     QueueEvent::Admitted { .. } => "admitted",
-                    QueueEvent::Left { .. } => "left",
+                    QueueEvent::Left { .. } | QueueEvent::LeftAt { .. } => "left",
                     QueueEvent::Expired { .. } => "expired",
                     QueueEvent::SoldOut { .. } => "sold_out",
                     QueueEvent::HoldNoted { .. } | QueueEvent::HoldReleased { .. } => return,

@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod date;
+pub mod feed;
 pub mod journal;
 pub mod mailbox;
 pub mod metrics;
@@ -189,6 +190,11 @@ impl Engine {
     /// The journal (to snapshot or stop the write path).
     pub fn journal(&self) -> &Journal {
         &self.context.journal
+    }
+
+    /// Every reservation ever made, by id and by user.
+    pub fn reservation_index(&self) -> &Arc<ReservationIndex> {
+        &self.context.index
     }
 
     /// What the engine counts.

@@ -244,6 +244,7 @@ impl QueueActor {
             QueueEvent::SoldOut { .. } => self.deps.view.clear(),
             QueueEvent::Joined { user, .. }
             | QueueEvent::Left { user }
+            | QueueEvent::LeftAt { user, .. }
             | QueueEvent::Admitted { user, .. }
             | QueueEvent::Expired { user, .. }
             | QueueEvent::HoldNoted { user, .. }
@@ -273,7 +274,10 @@ impl QueueActor {
                 batch.reply(reply, view.map_err(Error::from));
             }
             QueueMessage::Leave { user, reply } => {
-                let result = self.state.leave(user).map(|event| self.log(event, batch));
+                let result = self
+                    .state
+                    .leave(user, now)
+                    .map(|event| self.log(event, batch));
                 batch.reply(reply, result.map_err(Error::from));
             }
             QueueMessage::NoteHold {

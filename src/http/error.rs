@@ -18,6 +18,8 @@ pub struct ApiError {
     pub detail: String,
     /// The seats concerned, for seat errors.
     pub seat_ids: Option<Vec<SeatId>>,
+    /// Further members some codes carry (`oldestCursor` of `CURSOR_EXPIRED`).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The problem document, as the OpenAPI schema shows it.
@@ -42,6 +44,10 @@ pub struct Problem {
     /// reporting one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Further members some codes carry (`oldestCursor` of `CURSOR_EXPIRED`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -52,7 +58,14 @@ impl ApiError {
             code,
             detail: detail.into(),
             seat_ids: None,
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// The same error with one more member in its problem document.
+    pub fn with(mut self, member: &str, value: serde_json::Value) -> Self {
+        self.extra.insert(member.to_owned(), value);
+        self
     }
 
     /// 400 `INVALID_REQUEST`.
@@ -102,6 +115,7 @@ impl From<Rejection> for ApiError {
             code,
             detail,
             seat_ids,
+            extra: serde_json::Map::new(),
         }
     }
 }
@@ -142,6 +156,7 @@ impl IntoResponse for ApiError {
             code: self.code,
             seat_ids: self.seat_ids,
             request_id,
+            extra: self.extra,
         };
         let body = serde_json::to_vec(&problem).expect("a problem always serializes");
         let mut response = (self.status, body).into_response();

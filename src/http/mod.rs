@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod metrics;
 pub mod observe;
@@ -17,6 +18,7 @@ pub mod reservations;
 pub mod wallet;
 
 use crate::engine::Engine;
+use crate::engine::feed::Feed;
 use auth::Auth;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub observe: Arc<Observe>,
     /// Every series `/metrics` shows.
     pub registry: Arc<Registry>,
+    /// The event feed.
+    pub feed: Feed,
 }
 
 /// The observation layer's settings and series.
@@ -58,6 +62,7 @@ pub struct Observe {
 pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .merge(catalog::router())
+        .merge(events::router())
         .merge(queue::router())
         .merge(reservations::router())
         .merge(wallet::router())

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document of the whole API, assembled from the handlers' annotations.
 
-use super::{catalog, metrics, ops, queue, reservations, wallet};
+use super::{catalog, events, metrics, ops, queue, reservations, wallet};
 use utoipa::Modify;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -14,6 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         queue::join, queue::get_entry, queue::leave,
         reservations::hold, reservations::list, reservations::get_one, reservations::cancel,
         wallet::balance, wallet::charge, wallet::transactions, wallet::pay, wallet::payments,
+        events::page, events::stream,
         ops::health, metrics::metrics,
     ),
     modifiers(&Security),
@@ -23,6 +24,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "reservations", description = "Seat holds"),
         (name = "wallet", description = "Prepaid wallet"),
         (name = "payments", description = "Paying a hold from the wallet"),
+        (name = "events", description = "The event feed: every committed change as a public event, in commit order"),
         (name = "operations", description = "Health, metrics and documentation"),
     )
 )]

@@ -55,9 +55,11 @@ pub mod file_log;
 pub mod format;
 pub mod log;
 pub mod metrics;
+pub mod reader;
 pub mod recovery;
 pub mod shadow;
 pub mod snapshot;
+pub mod tail;
 
 pub use metrics::StoreMetrics;
 
@@ -140,6 +142,8 @@ pub struct Opened {
     pub log: LogHandle,
     /// Asks the replica for a snapshot.
     pub snapshots: SnapshotHandle,
+    /// The newest durable records, for readers that follow the log.
+    pub tail: Arc<tail::Tail>,
 }
 
 /// Locks and recovers the data directory, then starts the file log and the snapshot
@@ -164,6 +168,8 @@ pub fn open(
     };
     let (shadow_tap, snapshots) = replica.spawn().map_err(StoreError::io(&options.dir))?;
     taps.insert(0, Box::new(shadow_tap));
+    let tail = tail::Tail::new(recovered.image.seq);
+    taps.push(Box::new(tail::TailTap(tail.clone())));
     let file_log =
         file_log::FileLog::open(&options.dir, options.fsync, next_seq, lock, metrics.clone())?;
     let log = LogHandle::spawn(file_log, next_seq, taps, metrics)
@@ -173,5 +179,6 @@ pub fn open(
         replayed: recovered.replayed,
         log,
         snapshots,
+        tail,
     })
 }
