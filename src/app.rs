@@ -13,6 +13,7 @@ use crate::engine::metrics::{EngineMetrics, EventCounter};
 use crate::http::auth::Auth;
 use crate::http::metrics::{HttpMetrics, LiveGauges};
 use crate::http::{self, AppState, Observe};
+use crate::outbox::{self, OutboxConfig};
 use crate::store::{self, StoreError, StoreMetrics};
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -112,12 +113,24 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         Some(config.data_dir.clone()),
         engine.reservation_index().clone(),
     );
+    let outbox = config.events_nats_url.as_ref().map(|url| {
+        let outbox = OutboxConfig {
+            url: url.clone(),
+            stream: config.events_nats_stream.clone(),
+            subject_prefix: config.events_nats_subject_prefix.clone(),
+            replicas: usize::from(config.events_nats_replicas),
+        };
+        let status = outbox::spawn(outbox, feed.clone());
+        status.register(&mut registry);
+        status
+    });
     let state = AppState {
         engine: engine.clone(),
         auth: auth.clone(),
         observe,
         registry: Arc::new(registry),
         feed,
+        outbox,
     };
     let router = http::router(state);
     Ok(App {

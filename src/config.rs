@@ -113,6 +113,27 @@ pub struct Config {
     /// Requests at least this slow are logged with a warning (with their request id).
     #[arg(long, env = "BOXOFFICE_SLOW_REQUEST_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub slow_request_ms: u64,
+    /// Publish every public event to NATS JetStream at this URL (`nats://host:port`,
+    /// several comma-separated). Without it, no outbox runs.
+    #[arg(long, env = "BOXOFFICE_EVENTS_NATS_URL")]
+    pub events_nats_url: Option<String>,
+    /// The JetStream stream the outbox publishes to (created if missing).
+    #[arg(
+        long,
+        env = "BOXOFFICE_EVENTS_NATS_STREAM",
+        default_value = "BOXOFFICE_EVENTS"
+    )]
+    pub events_nats_stream: String,
+    /// Subject prefix of published events: `{prefix}.{type}`.
+    #[arg(
+        long,
+        env = "BOXOFFICE_EVENTS_NATS_SUBJECT_PREFIX",
+        default_value = "boxoffice.events"
+    )]
+    pub events_nats_subject_prefix: String,
+    /// Replicas of the stream when the outbox creates it.
+    #[arg(long, env = "BOXOFFICE_EVENTS_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub events_nats_replicas: u8,
     /// Benchmarks only: serve without request ids, spans and HTTP metrics, to measure
     /// what observing requests costs.
     #[arg(long, env = "BOXOFFICE_UNOBSERVED", hide = true)]

@@ -11,6 +11,7 @@
 //! - [`http`]: axum routes per area, extractors, authentication, problem+json errors,
 //!   request observation and metrics, the OpenAPI document and Swagger UI.
 //! - [`config`]: command line and environment.
+//! - [`outbox`]: the relay that publishes the event feed to NATS JetStream.
 //! - [`app`]: wiring: opens the store, starts the engine, builds the router, serves on
 //!   a bound listener.
 
@@ -19,4 +20,5 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod outbox;
 pub mod store;

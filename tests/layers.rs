@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 /// Each layer and the modules it must not name.
 const RULES: &[(&str, &[&str])] = &[
-    ("domain", &["engine", "store", "http", "app", "config"]),
-    ("store", &["engine", "http", "app", "config"]),
-    ("engine", &["http", "app", "config"]),
+    (
+        "domain",
+        &["engine", "store", "http", "outbox", "app", "config"],
+    ),
+    ("store", &["engine", "http", "outbox", "app", "config"]),
+    ("engine", &["http", "outbox", "app", "config"]),
 ];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

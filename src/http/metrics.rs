@@ -188,6 +188,9 @@ impl Collector for LiveGauges {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition (format 0.0.4)", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(outbox) = &state.outbox {
+        outbox.refresh(&state.feed);
+    }
     let mut body = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut body, &state.registry)
         .expect("writing to a String cannot fail");

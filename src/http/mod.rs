@@ -45,6 +45,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The event feed.
     pub feed: Feed,
+    /// The outbox to NATS JetStream, when configured.
+    pub outbox: Option<Arc<crate::outbox::OutboxStatus>>,
 }
 
 /// The observation layer's settings and series.

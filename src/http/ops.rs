@@ -4,6 +4,7 @@
 use super::AppState;
 use super::openapi::ApiDoc;
 use axum::Router;
+use axum::extract::State;
 use axum::response::Json;
 use axum::routing::get;
 use serde::Serialize;
@@ -21,13 +22,34 @@ pub fn router() -> Router<AppState> {
 /// Health status.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// Always `ok` while the server answers.
+    /// `ok`; `degraded` while the outbox to NATS is not publishing (the sale goes on).
     status: &'static str,
+    /// The outbox, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox: Option<OutboxHealth>,
 }
 
-/// Whether the server is up.
+/// The outbox's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxHealth {
+    /// Connected and publishing.
+    up: bool,
+    /// Log records not yet in the stream.
+    lag_records: u64,
+}
+
+/// Whether the server is up (200 while it answers, degraded or not).
 #[utoipa::path(get, path = "/health", tag = "operations",
-    responses((status = 200, description = "Up", body = Health)))]
-pub async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+    responses((status = 200, description = "Up (`ok` or `degraded`)", body = Health)))]
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    let outbox = state.outbox.as_ref().map(|status| OutboxHealth {
+        up: status.is_up(),
+        lag_records: status.lag_records(&state.feed),
+    });
+    let degraded = outbox.as_ref().is_some_and(|o| !o.up);
+    Json(Health {
+        status: if degraded { "degraded" } else { "ok" },
+        outbox,
+    })
 }

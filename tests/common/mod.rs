@@ -1,6 +1,8 @@
 //! A real boxoffice server on port 0 with a manual clock, and a small client for it.
 #![allow(dead_code)]
 
+pub mod feed;
+
 use boxoffice::app;
 use boxoffice::config::Config;
 use boxoffice::domain::UserId;
