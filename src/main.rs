@@ -34,7 +34,7 @@ fn run() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::Serve(config)) => serve(config),
+        Some(Command::Serve(config)) => serve(*config),
         None => serve(cli.serve),
     }
 }
