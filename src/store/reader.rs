@@ -105,3 +105,58 @@ pub fn read(dir: &Path, from: u64, up_to: u64, max: usize) -> Result<Vec<(u64, E
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::queue::QueueEvent;
+    use crate::domain::{ConcertId, UserId};
+    use crate::store::file_log;
+    use std::io::Write;
+
+    fn event(user: u64) -> Event {
+        Event::Queue(ConcertId(1), QueueEvent::Left { user: UserId(user) })
+    }
+
+    /// A segment starting at `first` holding records `first..first + n`, and `torn`
+    /// bytes of one more record.
+    fn segment(dir: &Path, first: u64, n: u64, torn: usize) {
+        let (mut file, _) = file_log::create_segment(dir, first).unwrap();
+        let mut bytes = Vec::new();
+        for seq in first..first + n {
+            format::encode_record(&mut bytes, seq, &event(seq));
+        }
+        let mut extra = Vec::new();
+        format::encode_record(&mut extra, first + n, &event(0));
+        bytes.extend_from_slice(&extra[..torn]);
+        file.write_all(&bytes).unwrap();
+    }
+
+    #[test]
+    fn records_are_read_across_segments_up_to_the_durable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), 1, 5, 0);
+        segment(dir.path(), 6, 5, 7);
+        let seqs =
+            |records: Vec<(u64, Event)>| records.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(read(dir.path(), 3, 8, 100).unwrap()),
+            [3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(seqs(read(dir.path(), 4, 100, 3).unwrap()), [4, 5, 6]);
+        // A record still being written ends the read.
+        assert_eq!(seqs(read(dir.path(), 9, 100, 100).unwrap()), [9, 10]);
+        assert_eq!(read(dir.path(), 2, 2, 100).unwrap()[0].1, event(2));
+    }
+
+    #[test]
+    fn records_pruned_behind_a_snapshot_are_reported_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        segment(dir.path(), 6, 5, 0);
+        match read(dir.path(), 3, 10, 100) {
+            Err(ReadError::Pruned { wanted, oldest }) => assert_eq!((wanted, oldest), (3, 6)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(oldest_seq(dir.path()).unwrap(), Some(6));
+    }
+}

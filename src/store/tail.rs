@@ -105,3 +105,58 @@ impl Tap for TailTap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::queue::QueueEvent;
+    use crate::domain::{ConcertId, UserId};
+
+    fn batch(n: usize) -> Arc<[Event]> {
+        (0..n)
+            .map(|i| {
+                Event::Queue(
+                    ConcertId(1),
+                    QueueEvent::Left {
+                        user: UserId(i as u64),
+                    },
+                )
+            })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    #[test]
+    fn the_tail_gives_records_from_a_sequence_number_and_says_when_it_no_longer_holds_it() {
+        let tail = Tail::new(10);
+        assert_eq!(
+            tail.since(11, 100),
+            Some(vec![]),
+            "nothing durable past the end"
+        );
+        assert_eq!(tail.since(5, 100), None, "before the tail: read the files");
+        let mut tap = TailTap(tail.clone());
+        tap.committed(11, &batch(3));
+        tap.committed(14, &batch(2));
+        assert_eq!(tail.durable_seq(), 15);
+        let seqs =
+            |records: Vec<(u64, Event)>| records.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+        assert_eq!(seqs(tail.since(12, 100).unwrap()), [12, 13, 14, 15]);
+        assert_eq!(seqs(tail.since(15, 100).unwrap()), [15]);
+        assert_eq!(tail.since(16, 100), Some(vec![]));
+    }
+
+    #[test]
+    fn the_tail_drops_its_oldest_batches_past_its_limit() {
+        let tail = Tail::new(0);
+        let mut tap = TailTap(tail.clone());
+        let size = TAIL_EVENTS_MAX / 4;
+        for i in 0..6u64 {
+            tap.committed(1 + i * size as u64, &batch(size));
+        }
+        let first_kept = 1 + 2 * size as u64;
+        assert_eq!(tail.since(first_kept - 1, 1), None);
+        assert_eq!(tail.since(first_kept, 1).unwrap()[0].0, first_kept);
+        assert_eq!(tail.durable_seq(), 6 * size as u64);
+    }
+}
