@@ -17,6 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The stream the outbox publishes to by default.
+const STREAM: &str = "BOXOFFICE_EVENTS";
 /// How long the relay may take to catch up.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
@@ -159,7 +161,9 @@ fn assert_same(stream: &[(String, String, Value)], feed: &[Value]) {
 }
 
 /// Waits until the stream's last message is the feed's last event.
-async fn caught_up(url: &str, stream: &str, feed_last: &str) {
+async fn caught_up(url: &str, feed: &[Value]) {
+    let stream = STREAM;
+    let feed_last = feed.last().unwrap()["cursor"].as_str().unwrap();
     let deadline = Instant::now() + CATCH_UP;
     loop {
         let last = async {
@@ -197,12 +201,7 @@ async fn every_event_reaches_the_stream_once_in_order_though_nats_dies_for_a_whi
     );
     concurrent_run(&server, 10).await;
     let feed = read_all(&server, 1000).await;
-    caught_up(
-        &url,
-        "BOXOFFICE_EVENTS",
-        feed.last().unwrap()["cursor"].as_str().unwrap(),
-    )
-    .await;
+    caught_up(&url, &feed).await;
     let health = server.get_public("/health").await.expect(200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["outbox"]["lagRecords"], 0);
@@ -229,13 +228,8 @@ async fn every_event_reaches_the_stream_once_in_order_though_nats_dies_for_a_whi
     nats.restart();
     concurrent_run(&server, 10).await;
     let feed = read_all(&server, 1000).await;
-    caught_up(
-        &url,
-        "BOXOFFICE_EVENTS",
-        feed.last().unwrap()["cursor"].as_str().unwrap(),
-    )
-    .await;
-    assert_same(&stream_messages(&url, "BOXOFFICE_EVENTS").await, &feed);
+    caught_up(&url, &feed).await;
+    assert_same(&stream_messages(&url, STREAM).await, &feed);
     let metrics = server
         .http
         .get(format!("{}/metrics", server.base))
@@ -389,13 +383,8 @@ async fn a_boxoffice_killed_while_publishing_neither_repeats_nor_skips_an_event(
         server = Boxoffice::start(dir.path(), &url).await;
     }
     let feed = binary_feed(&server.base).await;
-    caught_up(
-        &url,
-        "BOXOFFICE_EVENTS",
-        feed.last().unwrap()["cursor"].as_str().unwrap(),
-    )
-    .await;
-    assert_same(&stream_messages(&url, "BOXOFFICE_EVENTS").await, &feed);
+    caught_up(&url, &feed).await;
+    assert_same(&stream_messages(&url, STREAM).await, &feed);
     drop(server);
     let _: &Path = dir.path();
 }
