@@ -9,6 +9,7 @@ use crate::engine::Engine;
 use crate::engine::clock::Clock;
 use crate::engine::journal::Journal;
 use crate::http::auth::Auth;
+use crate::http::server::ServeOptions;
 use crate::http::{self, AppState};
 use crate::store::{self, StoreError};
 use axum::Router;
@@ -104,16 +105,27 @@ impl App {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish.
+/// Serves `router` on `listener` with the default connection limits and timeouts
+/// until `shutdown` resolves, then lets in-flight requests finish (for at most the
+/// default drain time).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` with these limits and timeouts until `shutdown`
+/// resolves, then drains for at most `options.drain_timeout` (see
+/// [`crate::http::server`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    http::server::serve(listener, router, options, shutdown).await
 }
 
 /// The demo start's secrets, kept in the data directory so that a restarted demo keeps

@@ -3,6 +3,7 @@
 //! parameters, and the `Idempotency-Key` header.
 
 use super::error::ApiError;
+use super::server::BodyReadTimeout;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -28,6 +29,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                         "PAYLOAD_TOO_LARGE",
                         "the request body is too large",
                     )
+                } else if is_body_read_timeout(&rejection) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "REQUEST_TIMEOUT",
+                        "the request body did not arrive in time",
+                    )
                 } else {
                     ApiError::invalid(rejection.body_text())
                 }
@@ -36,6 +43,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             .map(Json)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
     }
+}
+
+/// Whether reading the body failed because it came too slowly (see [`BodyReadTimeout`]).
+fn is_body_read_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<BodyReadTimeout>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Path parameters; a malformed one is 400 `INVALID_REQUEST`.

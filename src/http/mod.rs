@@ -13,6 +13,8 @@ pub mod openapi;
 pub mod ops;
 pub mod queue;
 pub mod reservations;
+pub mod server;
+pub mod shed;
 pub mod wallet;
 
 use crate::engine::Engine;
