@@ -45,8 +45,8 @@ pub enum Command {
 /// `boxoffice token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// The user id (the token's `sub`).
-    #[arg(long)]
+    /// The user id (the token's `sub`), at least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub user: u64,
     /// How long the token lasts.
     #[arg(long, default_value_t = 86_400)]
@@ -182,6 +182,7 @@ impl Config {
         Rules {
             catalog: CatalogRules {
                 seats_per_date_max: self.max_seats_per_date,
+                seat_price_max: Won(self.max_balance),
             },
             date: DateRules {
                 hold_ttl: secs(self.hold_ttl_secs),

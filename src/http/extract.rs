@@ -85,16 +85,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters, sent at
+/// most once.
 pub struct IdempotencyKey(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get("idempotency-key") else {
+        let mut values = parts.headers.get_all("idempotency-key").iter();
+        let Some(value) = values.next() else {
             return Ok(IdempotencyKey(None));
         };
+        if values.next().is_some() {
+            return Err(ApiError::invalid(
+                "send one Idempotency-Key header, not several",
+            ));
+        }
         let bytes = value.as_bytes();
         let visible = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
         if bytes.is_empty() || bytes.len() > IDEMPOTENCY_KEY_LEN_MAX || !visible {
