@@ -913,8 +913,6 @@ async fn charges_that_are_not_whole_positive_won_are_invalid_amounts() {
         r#"{"amount": -1}"#,
         r#"{"amount": -5000}"#,
         r#"{"amount": 12.5}"#,
-        r#"{"amount": 5000.0}"#,
-        r#"{"amount": 5e3}"#,
         r#"{"amount": 1e30}"#,
         r#"{"amount": 99999999999999999999}"#,
         r#"{"amount": 18446744073709551615}"#,
@@ -929,6 +927,12 @@ async fn charges_that_are_not_whole_positive_won_are_invalid_amounts() {
     assert_eq!(ledger(&server, 1).await.len(), 1);
     // The default maximum itself is a valid charge.
     assert_eq!(server.charge(1, 10_000_000).await["balance"], 10_000_700);
+    // A whole number is whole however it is written (JSON Schema counts 5000.0 and
+    // 5e3 as the integer 5000, and so does the OpenAPI document).
+    for body in [r#"{"amount": 5000.0}"#, r#"{"amount": 5e3}"#] {
+        let answer = post_raw(&server, 1, "/api/v1/wallet/charges", body).await;
+        assert_eq!(answer.expect(200)["amount"], 5000, "{body}");
+    }
 }
 
 #[tokio::test]
@@ -1856,4 +1860,30 @@ async fn a_seat_dearer_than_the_largest_balance_is_an_invalid_request() {
     let id = held(&server, 1, date, &[1]).await;
     server.charge(1, 10_000).await;
     server.pay(1, &id).await.expect(201);
+}
+
+#[tokio::test]
+async fn integers_written_with_a_zero_fraction_are_integers() {
+    let server = Server::start().await;
+    let mut spec = valid_spec();
+    spec["dates"][0]["sections"][0]["rows"] = json!(2.0);
+    spec["dates"][0]["sections"][0]["price"] = json!(1e3);
+    let concert = server
+        .admin_post("/api/v1/admin/concerts", spec)
+        .await
+        .expect(201);
+    let (concert, date) = (
+        concert["id"].as_u64().unwrap(),
+        concert["dates"][0]["id"].as_u64().unwrap(),
+    );
+    server.admit(concert, 1).await;
+    let held = server
+        .post(
+            1,
+            "/api/v1/reservations",
+            json!({"dateId": date as f64, "seatIds": [1.0, 2]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(held["amount"], 2000);
 }

@@ -22,7 +22,7 @@ pub const PRICE_MAX: i64 = 1_000_000_000_000;
 /// What a title, venue or section name must look like, as a regular expression for the
 /// OpenAPI document: no control character (Unicode `Cc`: U+0000–U+001F, U+007F–U+009F),
 /// and at least one character that is neither a control character nor white space
-/// (Unicode `White_Space`, as `char::is_whitespace` has it). [`check_name`] checks the
+/// (Unicode `White_Space`, as `char::is_whitespace` has it). `check_name` checks the
 /// same thing in code.
 pub const NAME_PATTERN: &str = concat!(
     r"^[^\u0000-\u001F\u007F-\u009F]*",
@@ -34,11 +34,15 @@ pub const NAME_PATTERN: &str = concat!(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConcertSpec {
-    /// The concert's title; not empty.
+    /// The concert's title: 1 to 200 characters, not all white space, no control
+    /// characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
-    /// Where it takes place; not empty.
+    /// Where it takes place; the same rules as the title.
+    #[schema(min_length = 1, max_length = 200)]
     pub venue: String,
-    /// One or more dates.
+    /// One to 100 dates.
+    #[schema(min_items = 1, max_items = 100)]
     pub dates: Vec<DateSpec>,
 }
 
@@ -46,11 +50,13 @@ pub struct ConcertSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DateSpec {
-    /// When the show starts (RFC 3339).
+    /// When the show starts (RFC 3339): not in the past.
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "crate::domain::time::compact")]
     pub starts_at: Timestamp,
-    /// One or more sections; seat ids follow their order.
+    /// One to 100 sections with distinct names; seat ids follow their order. All
+    /// sections together have at most `--max-seats-per-date` seats.
+    #[schema(min_items = 1, max_items = 100)]
     pub sections: Vec<SectionSpec>,
 }
 
@@ -58,13 +64,20 @@ pub struct DateSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SectionSpec {
-    /// Section name, used in seat labels (`R` in `R-1-1`).
+    /// Section name, used in seat labels (`R` in `R-1-1`); the same rules as the title.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Number of rows, at least 1.
+    #[serde(deserialize_with = "super::integer::deserialize")]
+    #[schema(minimum = 1)]
     pub rows: u32,
     /// Seats in each row, at least 1.
+    #[serde(deserialize_with = "super::integer::deserialize")]
+    #[schema(minimum = 1)]
     pub seats_per_row: u32,
-    /// Price of each seat in won, not negative.
+    /// Price of each seat in won, from 0 to `--max-balance`.
+    #[serde(deserialize_with = "super::integer::deserialize")]
+    #[schema(minimum = 0)]
     pub price: i64,
 }
 

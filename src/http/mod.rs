@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(reservations::router())
         .merge(wallet::router())
-        .merge(ops::router())
+        .merge(ops::router(state.engine.rules()))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
