@@ -132,7 +132,7 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout() 
     })
     .await;
     let mut client = connect(&server).await;
-    let answer = get_once(&mut client, "/health").await;
+    let answer = get_once(&mut client, "/api/v1/concerts").await;
     assert_eq!(status_of(&answer), "200", "{answer}");
     let (received, waited) = read_until_closed(&mut client, SHORT).await;
     assert_eq!(received, "");
@@ -151,9 +151,23 @@ async fn a_kept_alive_connection_that_keeps_asking_stays_open() {
     .await;
     let mut client = connect(&server).await;
     for _ in 0..5 {
-        let answer = get_once(&mut client, "/health").await;
+        let answer = get_once(&mut client, "/api/v1/concerts").await;
         assert_eq!(status_of(&answer), "200", "{answer}");
     }
+}
+
+#[tokio::test]
+async fn a_health_probe_on_a_new_connection_is_answered_once_then_closed() {
+    let server = Server::start_with(|c| c.keep_alive_timeout_ms = LONG_MS).await;
+    let mut probe = connect(&server).await;
+    let answer = get_once(&mut probe, "/health").await;
+    assert_eq!(status_of(&answer), "200", "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let (received, _) = read_until_closed(&mut probe, Duration::ZERO).await;
+    assert_eq!(received, "");
 }
 
 #[tokio::test]
@@ -318,7 +332,7 @@ async fn sigterm_with_slow_clients_open_exits_within_the_drain_bound_after_a_fin
         .await
         .unwrap();
     let mut kept_alive = connect().await.unwrap();
-    let answer = get_once(&mut kept_alive, "/health").await;
+    let answer = get_once(&mut kept_alive, "/api/v1/concerts").await;
     assert_eq!(status_of(&answer), "200", "{answer}");
 
     let pid = process.child.id().to_string();

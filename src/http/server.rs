@@ -13,13 +13,19 @@
 //!
 //! At most `connections_max` connections are open at once, lowered at start so that
 //! the process's open-file limit keeps [`FD_HEADROOM`] handles for the log, snapshots
-//! and the runtime, and [`RESERVE_CONNECTIONS`] more for operators: a connection
+//! and the runtime, and [`RESERVE_CONNECTIONS`] plus [`OVERFLOW_CONNECTIONS`] more for
+//! operators: a connection
 //! accepted past the cap is a reserve connection, which answers one request, only
 //! `/health` or `/metrics` (anything else is 503 `OVERLOADED`), and closes. Past the
-//! reserve too, a new connection is closed at once (the listener keeps draining its
-//! backlog, so clients learn quickly instead of hanging).
+//! reserve too, a new connection is closed at once unless its first bytes, within a
+//! few milliseconds, are a health probe (the listener keeps draining its backlog, so
+//! clients learn quickly instead of hanging).
 //!
-//! Every request except `/health` and `/metrics` passes the [`Shedder`] first.
+//! Connections are accepted on a thread of their own. A new connection whose first
+//! request is `GET /health` or `GET /metrics` is answered there, so a health check is
+//! answered promptly even when the runtime serving requests has thousands of busy
+//! connections ahead of it; every other connection is handed to that runtime. Every
+//! request except `/health` and `/metrics` passes the [`Shedder`] first.
 //!
 //! On shutdown the listener closes, every connection is asked to finish its request in
 //! flight and close, and after `drain_timeout` the ones still open are dropped.
@@ -39,7 +45,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
@@ -64,6 +71,14 @@ pub const SHED_WAIT_MS: u64 = 10;
 pub const FD_HEADROOM: usize = 64;
 /// Connections accepted past the cap for `/health` and `/metrics` only.
 pub const RESERVE_CONNECTIONS: usize = 32;
+/// Connections past the cap and the reserve that are kept for at most
+/// [`PROBE_PEEK_WAIT`] to see whether they are health probes; past those, new
+/// connections are closed at once.
+pub const OVERFLOW_CONNECTIONS: usize = 256;
+/// How long the accept thread waits for a new connection's first bytes to see whether
+/// it is a probe of `/health` or `/metrics`; a connection that says nothing by then is
+/// handed to the workers.
+const PROBE_PEEK_WAIT: Duration = Duration::from_millis(20);
 /// Longest a reserve connection may take to send its request head.
 const RESERVE_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (out of file handles, say) before trying again.
@@ -118,6 +133,9 @@ struct Shared {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains for at most
 /// `options.drain_timeout` and returns.
+///
+/// Connections are accepted on a thread of their own (see [`accept`]), so that a new
+/// connection is taken at once however busy the runtime serving requests is.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -129,16 +147,49 @@ pub async fn serve(
         shedder: Shedder::new(options.requests_in_flight_max, options.shed_wait),
         options,
     });
+    let workers = Handle::current();
+    let listener = listener.into_std()?;
+    let (stop, stopping) = watch::channel(false);
+    let (finished, accepted_all) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("boxoffice-accept".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| runtime.block_on(accept(listener, shared, workers, stopping)));
+            // `serve` may have been dropped; then nobody waits for this.
+            let _ = finished.send(result);
+        })?;
+    shutdown.await;
+    // The acceptor may have stopped already (its runtime failed to start); that is fine.
+    let _ = stop.send(true);
+    accepted_all
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the accept thread panicked")))
+}
+
+/// The accept loop, on its own thread's runtime: takes connections under the cap (or
+/// in the reserve), answers `/health` and `/metrics` probes itself, hands every other
+/// connection to `workers`, and at shutdown drains them all for at most the drain time.
+async fn accept(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    workers: Handle,
+    mut stopping: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let options = shared.options;
     let regular = Arc::new(Semaphore::new(connection_cap(options.connections_max)));
     let reserve = Arc::new(Semaphore::new(RESERVE_CONNECTIONS));
-    let (stop, stopping) = watch::channel(false);
+    let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
     let mut connections = JoinSet::new();
     let mut last_refusal_warning: Option<Instant> = None;
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            // Stopped, or `serve` is gone: either way, stop taking connections.
+            _ = stopping.changed() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
@@ -149,32 +200,36 @@ pub async fn serve(
                 }
             },
         };
-        let (permit, is_reserve) = match regular.clone().try_acquire_owned() {
-            Ok(permit) => (permit, false),
-            Err(_) => match reserve.clone().try_acquire_owned() {
-                Ok(permit) => (permit, true),
-                Err(_) => {
-                    if last_refusal_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
-                        tracing::warn!(
-                            "at the connection cap and its reserve: closing new connections"
-                        );
-                        last_refusal_warning = Some(Instant::now());
-                    }
-                    drop(stream);
-                    continue;
-                }
-            },
+        let lanes = [
+            (&regular, Lane::Regular),
+            (&reserve, Lane::Reserve),
+            (&overflow, Lane::Overflow),
+        ];
+        let Some((permit, lane)) = lanes
+            .into_iter()
+            .find_map(|(slots, lane)| Some((slots.clone().try_acquire_owned().ok()?, lane)))
+        else {
+            drop(stream);
+            continue;
         };
+        if lane == Lane::Overflow
+            && last_refusal_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY)
+        {
+            tracing::warn!(
+                "at the connection cap and its reserve: closing new connections \
+                 other than health probes"
+            );
+            last_refusal_warning = Some(Instant::now());
+        }
         let connection = Connection {
             shared: shared.clone(),
-            is_reserve,
+            exempt_only: lane == Lane::Reserve,
             _permit: permit,
         };
-        connections.spawn(connection.run(stream, stopping.clone()));
+        let stopping = stopping.clone();
+        connections.spawn(triage(stream, connection, lane, workers.clone(), stopping));
     }
     drop(listener);
-    // Nobody may be listening any more; that is fine.
-    let _ = stop.send(true);
     let drained = tokio::time::timeout(options.drain_timeout, async {
         while connections.join_next().await.is_some() {}
     })
@@ -189,13 +244,93 @@ pub async fn serve(
     Ok(())
 }
 
+/// Where an accepted connection is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Under the cap: by the workers, or here if it is a probe.
+    Regular,
+    /// Past the cap: here, one request, `/health` or `/metrics` only (others get 503).
+    Reserve,
+    /// Past the reserve too: here if it is a probe, otherwise closed at once.
+    Overflow,
+}
+
+/// Serves a connection whose first bytes ask for `/health` or `/metrics` right here on
+/// the accept thread (one request, then it closes), serves a reserve connection here
+/// too, closes an overflow connection that is not a probe, and hands the rest to
+/// `workers`. Under overload the workers' runtime has thousands of connections ready
+/// to run; a probe served here waits for none of them.
+async fn triage(
+    stream: TcpStream,
+    mut connection: Connection,
+    lane: Lane,
+    workers: Handle,
+    stopping: watch::Receiver<bool>,
+) {
+    let probe = lane != Lane::Reserve && is_probe(&stream).await;
+    if probe || lane == Lane::Reserve {
+        connection.exempt_only = true;
+        connection.run(stream, stopping).await;
+        return;
+    }
+    if lane == Lane::Overflow {
+        return;
+    }
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!("could not hand a connection over: {e}");
+            return;
+        }
+    };
+    let served = workers.spawn(async move {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => connection.run(stream, stopping).await,
+            Err(e) => tracing::debug!("could not take a connection over: {e}"),
+        }
+    });
+    // Stopping this task (at the end of the drain) stops the connection too.
+    let mut served = AbortOnDrop(served);
+    let _ = (&mut served.0).await;
+}
+
+/// Whether the connection's first bytes, if they come within [`PROBE_PEEK_WAIT`], are a
+/// `GET` of a path that is never shed.
+async fn is_probe(stream: &TcpStream) -> bool {
+    let mut head = [0u8; 16];
+    // `peek` waits for bytes, so the whole of it is under the wait.
+    match tokio::time::timeout(PROBE_PEEK_WAIT, stream.peek(&mut head)).await {
+        Ok(Ok(n)) => is_probe_head(&head[..n]),
+        _ => false,
+    }
+}
+
+/// Whether a request starts `GET /health` or `GET /metrics` (then a space or a query).
+fn is_probe_head(head: &[u8]) -> bool {
+    shed::EXEMPT_PATHS.iter().any(|path| {
+        let line = head.strip_prefix(b"GET ").unwrap_or_default();
+        line.strip_prefix(path.as_bytes())
+            .and_then(|rest| rest.first())
+            .is_some_and(|next| *next == b' ' || *next == b'?')
+    })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The connection cap that fits the process's open-file limit with headroom.
 fn connection_cap(configured: usize) -> usize {
     let Some(limit) = open_files_limit() else {
         return configured;
     };
     let fits = limit
-        .saturating_sub(FD_HEADROOM + RESERVE_CONNECTIONS)
+        .saturating_sub(FD_HEADROOM + RESERVE_CONNECTIONS + OVERFLOW_CONNECTIONS)
         .max(1);
     if configured > fits {
         tracing::warn!(
@@ -219,8 +354,9 @@ fn open_files_limit() -> Option<usize> {
 /// One accepted connection.
 struct Connection {
     shared: Arc<Shared>,
-    /// Accepted past the cap: one request, `/health` or `/metrics` only.
-    is_reserve: bool,
+    /// Accepted past the cap, or a probe served on the accept thread: one request,
+    /// `/health` or `/metrics` only.
+    exempt_only: bool,
     /// Its place under the cap (or in the reserve), freed when the connection ends.
     _permit: OwnedSemaphorePermit,
 }
@@ -230,7 +366,7 @@ impl Connection {
         // Small answers go out at once; the default delay only adds latency here.
         let _ = stream.set_nodelay(true);
         let options = self.shared.options;
-        let first_head_timeout = if self.is_reserve {
+        let first_head_timeout = if self.exempt_only {
             options.header_read_timeout.min(RESERVE_HEADER_READ_TIMEOUT)
         } else {
             options.header_read_timeout
@@ -255,7 +391,7 @@ impl Connection {
             }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.keep_alive(!this.is_reserve);
+        builder.keep_alive(!this.exempt_only);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         let mut draining = false;
@@ -283,7 +419,7 @@ impl Connection {
 
     async fn respond(&self, request: Request<Incoming>) -> Response<Body> {
         let exempt = shed::is_exempt(request.uri().path());
-        if self.is_reserve && !exempt {
+        if self.exempt_only && !exempt {
             return shed::overloaded();
         }
         let _slot = if exempt {
@@ -386,6 +522,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_get_of_health_or_metrics_is_a_probe() {
+        assert!(is_probe_head(b"GET /health HTTP/1.1\r\n"));
+        assert!(is_probe_head(b"GET /metrics HTTP"));
+        assert!(is_probe_head(b"GET /health?x=1 "));
+        assert!(!is_probe_head(b"GET /healthz HTTP/1.1"));
+        assert!(!is_probe_head(b"POST /health HTTP/1.1"));
+        assert!(!is_probe_head(b"GET /api/v1/concerts"));
+        assert!(!is_probe_head(b"GET /heal"));
+        assert!(!is_probe_head(b""));
+    }
+
+    #[test]
     fn the_open_files_limit_is_read_on_linux() {
         if cfg!(target_os = "linux") {
             assert!(open_files_limit().is_some_and(|n| n > 0));
@@ -397,8 +545,8 @@ mod tests {
         let Some(limit) = open_files_limit() else {
             return;
         };
-        if limit > FD_HEADROOM + RESERVE_CONNECTIONS {
-            let fits = limit - FD_HEADROOM - RESERVE_CONNECTIONS;
+        if limit > FD_HEADROOM + RESERVE_CONNECTIONS + OVERFLOW_CONNECTIONS {
+            let fits = limit - FD_HEADROOM - RESERVE_CONNECTIONS - OVERFLOW_CONNECTIONS;
             assert_eq!(connection_cap(usize::MAX), fits);
         }
         assert_eq!(connection_cap(1), 1);
