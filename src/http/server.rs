@@ -17,8 +17,8 @@
 //! operators: a connection
 //! accepted past the cap is a reserve connection, which answers one request, only
 //! `/health` or `/metrics` (anything else is 503 `OVERLOADED`), and closes. Past the
-//! reserve too, a new connection is closed at once unless its first bytes, within a
-//! few milliseconds, are a health probe (the listener keeps draining its backlog, so
+//! reserve too, a new connection is closed at once unless its first bytes, within
+//! 2 ms, are a health probe (the listener keeps draining its backlog, so
 //! clients learn quickly instead of hanging).
 //!
 //! Connections are accepted on a thread of their own. A new connection whose first
@@ -72,9 +72,14 @@ pub const FD_HEADROOM: usize = 64;
 /// Connections accepted past the cap for `/health` and `/metrics` only.
 pub const RESERVE_CONNECTIONS: usize = 32;
 /// Connections past the cap and the reserve that are kept for at most
-/// [`PROBE_PEEK_WAIT`] to see whether they are health probes; past those, new
+/// [`OVERFLOW_PEEK_WAIT`] to see whether they are health probes; past those, new
 /// connections are closed at once.
 pub const OVERFLOW_CONNECTIONS: usize = 256;
+/// How long a connection past the cap and the reserve may take to show that it is a
+/// health probe. Short, because past the cap connections come fast (clients that were
+/// closed reconnect at once) and each waiting one holds a place; a probe has usually
+/// sent its request by the time it is accepted.
+const OVERFLOW_PEEK_WAIT: Duration = Duration::from_millis(2);
 /// How long the accept thread waits for a new connection's first bytes to see whether
 /// it is a probe of `/health` or `/metrics`; a connection that says nothing by then is
 /// handed to the workers.
@@ -267,7 +272,11 @@ async fn triage(
     workers: Handle,
     stopping: watch::Receiver<bool>,
 ) {
-    let probe = lane != Lane::Reserve && is_probe(&stream).await;
+    let probe = match lane {
+        Lane::Regular => is_probe(&stream, PROBE_PEEK_WAIT).await,
+        Lane::Reserve => false,
+        Lane::Overflow => is_probe(&stream, OVERFLOW_PEEK_WAIT).await,
+    };
     if probe || lane == Lane::Reserve {
         connection.exempt_only = true;
         connection.run(stream, stopping).await;
@@ -294,12 +303,12 @@ async fn triage(
     let _ = (&mut served.0).await;
 }
 
-/// Whether the connection's first bytes, if they come within [`PROBE_PEEK_WAIT`], are a
-/// `GET` of a path that is never shed.
-async fn is_probe(stream: &TcpStream) -> bool {
+/// Whether the connection's first bytes, if they come within `wait`, are a `GET` of a
+/// path that is never shed.
+async fn is_probe(stream: &TcpStream, wait: Duration) -> bool {
     let mut head = [0u8; 16];
     // `peek` waits for bytes, so the whole of it is under the wait.
-    match tokio::time::timeout(PROBE_PEEK_WAIT, stream.peek(&mut head)).await {
+    match tokio::time::timeout(wait, stream.peek(&mut head)).await {
         Ok(Ok(n)) => is_probe_head(&head[..n]),
         _ => false,
     }
