@@ -9,7 +9,8 @@
 //! - [`engine`]: the actors that own the domain state, their handles, the journal that
 //!   every reply passes through, and the read views GETs are served from.
 //! - [`http`]: axum routes per area, extractors, authentication, problem+json errors,
-//!   the OpenAPI document and Swagger UI.
+//!   the OpenAPI document and Swagger UI; serving connections (read timeouts, the
+//!   connection cap, load shedding, the bounded drain at shutdown).
 //! - [`config`]: command line and environment.
 //! - [`app`]: wiring: builds engine and router, serves on a bound listener.
 

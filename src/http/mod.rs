@@ -1,4 +1,5 @@
-//! The HTTP shell: routes, extractors, authentication, errors and the OpenAPI document.
+//! The HTTP shell: routes, extractors, authentication, errors, the OpenAPI document,
+//! and serving connections ([`server`], with load shedding in [`shed`]).
 //!
 //! Each area owns its routes (`fn router() -> Router<AppState>`); [`router`] merges
 //! them and answers everything else with problem+json (404 `NOT_FOUND`, 405).
