@@ -1,7 +1,8 @@
 //! Slow and idle clients over real sockets: a connection that sends nothing, half a
 //! header, half a body, or nothing after its first answer is closed once its timeout
-//! passes; at the connection cap the server still answers `/health`; and SIGTERM with
-//! such clients open ends the real binary within the drain bound.
+//! passes; at the connection cap the server still answers `/health`; past the requests
+//! in flight a request is shed with 503; and SIGTERM with such clients open ends the
+//! real binary within the drain bound.
 //!
 //! Timeouts are set short here so the tests are quick. Each check allows generous
 //! slack on top of the configured time: they prove that a connection is closed, not
@@ -357,4 +358,47 @@ async fn sigterm_with_slow_clients_open_exits_within_the_drain_bound_after_a_fin
         .count();
     assert!(snapshots >= 1, "a final snapshot is written:\n{printed}");
     drop((half_header, half_body, kept_alive));
+}
+
+#[tokio::test]
+async fn past_the_requests_in_flight_a_request_is_shed_with_503_and_health_still_answers() {
+    let server = Server::start_with(|c| {
+        c.max_requests_in_flight = 1;
+        c.shed_wait_ms = 0;
+        c.body_read_timeout_ms = LONG_MS;
+    })
+    .await;
+    let token = server.token(1);
+    // A request whose body never comes holds the one place in flight.
+    let mut slow = connect(&server).await;
+    let head = format!(
+        "POST /api/v1/wallet/charges HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"amount\""
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let deadline = Instant::now() + SLACK;
+    let shed = loop {
+        let answer = server.get_public("/api/v1/concerts").await;
+        if answer.status == 503 {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing was shed: {:?}",
+            answer.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    shed.assert_problem(503, "OVERLOADED");
+    assert_eq!(shed.headers["retry-after"], "1");
+    server.get_public("/health").await.expect(200);
+    server.get_public("/metrics").await.expect(200);
+    // When the slow request goes, its place is free again.
+    drop(slow);
+    let deadline = Instant::now() + SLACK;
+    while server.get_public("/api/v1/concerts").await.status != 200 {
+        assert!(Instant::now() < deadline, "the place was not freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.balance(1).await, 0);
 }
