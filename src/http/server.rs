@@ -14,12 +14,11 @@
 //! At most `connections_max` connections are open at once, lowered at start so that
 //! the process's open-file limit keeps [`FD_HEADROOM`] handles for the log, snapshots
 //! and the runtime, and [`RESERVE_CONNECTIONS`] plus [`OVERFLOW_CONNECTIONS`] more for
-//! operators: a connection
-//! accepted past the cap is a reserve connection, which answers one request, only
-//! `/health` or `/metrics` (anything else is 503 `OVERLOADED`), and closes. Past the
-//! reserve too, a new connection is closed at once unless its first bytes, within
-//! 2 ms, are a health probe (the listener keeps draining its backlog, so
-//! clients learn quickly instead of hanging).
+//! operators: a connection accepted past the cap is a reserve connection, which
+//! answers one request, only `/health` or `/metrics` (anything else is 503
+//! `OVERLOADED`), and closes. Past the reserve too, a new connection is closed at once
+//! unless its first bytes, within 2 ms, are a health probe (the listener keeps draining
+//! its backlog, so clients learn quickly instead of hanging).
 //!
 //! Connections are accepted on a thread of their own. A new connection whose first
 //! request is `GET /health` or `GET /metrics` is answered there, so a health check is
