@@ -1,6 +1,6 @@
 //! Integers in JSON, as JSON Schema counts them: `5000`, `5000.0` and `5e3` are the
 //! same integer, `12.5` is none. Request fields typed as integers deserialize through
-//! [`deserialize`] (one value) or [`vec`] (a list), so that every number the OpenAPI
+//! [`deserialize`] (one value) or [`vec()`] (a list), so that every number the OpenAPI
 //! document calls an integer is taken.
 //!
 //! Only human-readable formats (JSON) get this leniency; binary formats (the log and

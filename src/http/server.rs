@@ -71,7 +71,7 @@ pub const FD_HEADROOM: usize = 64;
 /// Connections accepted past the cap for `/health` and `/metrics` only.
 pub const RESERVE_CONNECTIONS: usize = 32;
 /// Connections past the cap and the reserve that are kept for at most
-/// [`OVERFLOW_PEEK_WAIT`] to see whether they are health probes; past those, new
+/// 2 ms to see whether they are health probes; past those, new
 /// connections are closed at once.
 pub const OVERFLOW_CONNECTIONS: usize = 256;
 /// How long a connection past the cap and the reserve may take to show that it is a
@@ -138,8 +138,8 @@ struct Shared {
 /// Serves `router` on `listener` until `shutdown` resolves, then drains for at most
 /// `options.drain_timeout` and returns.
 ///
-/// Connections are accepted on a thread of their own (see [`accept`]), so that a new
-/// connection is taken at once however busy the runtime serving requests is.
+/// Connections are accepted on a thread of their own (see the module docs), so that a
+/// new connection is taken at once however busy the runtime serving requests is.
 pub async fn serve(
     listener: TcpListener,
     router: Router,

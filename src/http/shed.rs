@@ -8,7 +8,7 @@
 //! tells the rest when to come back. `/health` and `/metrics` are never shed: they are
 //! how operators see an overloaded server.
 //!
-//! The server ([`crate::server`]) asks a [`Shedder`] for a [`Slot`] before handing a
+//! The server ([`super::server`]) asks a [`Shedder`] for a [`Slot`] before handing a
 //! request to the router and holds the slot until the response is ready.
 
 use super::error::ApiError;
