@@ -70,9 +70,8 @@ pub const SHED_WAIT_MS: u64 = 10;
 pub const FD_HEADROOM: usize = 64;
 /// Connections accepted past the cap for `/health` and `/metrics` only.
 pub const RESERVE_CONNECTIONS: usize = 32;
-/// Connections past the cap and the reserve that are kept for at most
-/// 2 ms to see whether they are health probes; past those, new
-/// connections are closed at once.
+/// Connections past the cap and the reserve that are kept for at most 2 ms to see
+/// whether they are health probes; past those, new connections are closed at once.
 pub const OVERFLOW_CONNECTIONS: usize = 256;
 /// How long a connection past the cap and the reserve may take to show that it is a
 /// health probe. Short, because past the cap connections come fast (clients that were
