@@ -278,8 +278,8 @@ async fn setup(target: &Target, users: u64, connections: usize) -> (u64, u64, u6
     let seats_per_row = 100;
     let rows = (users / seats_per_row + 2) as u32;
     let spec = json!({"title": "Hammer", "venue": "Loopback", "dates": [
-        {"startsAt": "2026-12-24T19:00:00Z", "sections": [{"name": "A", "rows": 1, "seatsPerRow": 1, "price": 1000}]},
-        {"startsAt": "2026-12-25T19:00:00Z", "sections": [{"name": "B", "rows": rows, "seatsPerRow": seats_per_row, "price": 1000}]}]});
+        {"startsAt": "2099-12-24T19:00:00Z", "sections": [{"name": "A", "rows": 1, "seatsPerRow": 1, "price": 1000}]},
+        {"startsAt": "2099-12-25T19:00:00Z", "sections": [{"name": "B", "rows": rows, "seatsPerRow": seats_per_row, "price": 1000}]}]});
     let (status, concert) = target
         .post(&target.admin_key, "/api/v1/admin/concerts", spec)
         .await;

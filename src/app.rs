@@ -12,6 +12,7 @@ use crate::engine::journal::Journal;
 use crate::engine::metrics::{EngineMetrics, EventCounter};
 use crate::http::auth::Auth;
 use crate::http::metrics::{HttpMetrics, LiveGauges};
+use crate::http::server::ServeOptions;
 use crate::http::{self, AppState, Observe};
 use crate::outbox::{self, OutboxConfig};
 use crate::store::{self, StoreError, StoreMetrics};
@@ -149,16 +150,27 @@ impl App {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish.
+/// Serves `router` on `listener` with the default connection limits and timeouts
+/// until `shutdown` resolves, then lets in-flight requests finish (for at most the
+/// default drain time).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, ServeOptions::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` with these limits and timeouts until `shutdown`
+/// resolves, then drains for at most `options.drain_timeout` (see
+/// [`crate::http::server`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    http::server::serve(listener, router, options, shutdown).await
 }
 
 /// The demo start's secrets, kept in the data directory so that a restarted demo keeps

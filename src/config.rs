@@ -6,6 +6,7 @@ use crate::domain::date::DateRules;
 use crate::domain::queue::QueueRules;
 use crate::domain::wallet::WalletRules;
 use crate::domain::{Rules, Won};
+use crate::http::server::{self, ServeOptions};
 use crate::store::{FsyncPolicy, StoreOptions};
 use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
@@ -43,8 +44,8 @@ pub enum Command {
 /// `boxoffice token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// The user id (the token's `sub`).
-    #[arg(long)]
+    /// The user id (the token's `sub`), at least 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub user: u64,
     /// How long the token lasts.
     #[arg(long, default_value_t = 86_400)]
@@ -138,6 +139,32 @@ pub struct Config {
     /// what observing requests costs.
     #[arg(long, env = "BOXOFFICE_UNOBSERVED", hide = true)]
     pub unobserved: bool,
+    /// Close a new connection that has not sent a whole request head within this time.
+    #[arg(long, env = "BOXOFFICE_HEADER_READ_TIMEOUT_MS", default_value_t = server::HEADER_READ_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// Answer 408 and close when a request's body has not arrived within this time of
+    /// its head.
+    #[arg(long, env = "BOXOFFICE_BODY_READ_TIMEOUT_MS", default_value_t = server::BODY_READ_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+    /// Close a kept-alive connection whose next request head has not arrived whole
+    /// within this time of the last response.
+    #[arg(long, env = "BOXOFFICE_KEEP_ALIVE_TIMEOUT_MS", default_value_t = server::KEEP_ALIVE_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_alive_timeout_ms: u64,
+    /// Most connections open at once (lowered to fit the open-file limit with room for
+    /// the log, snapshots and health checks).
+    #[arg(long, env = "BOXOFFICE_MAX_CONNECTIONS", default_value_t = server::CONNECTIONS_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+    /// At shutdown, how long requests in flight may take before their connections are
+    /// closed anyway.
+    #[arg(long, env = "BOXOFFICE_SHUTDOWN_DRAIN_MS", default_value_t = server::DRAIN_TIMEOUT_MS)]
+    pub shutdown_drain_ms: u64,
+    /// Most requests handled at once; past it a request waits `--shed-wait-ms`, then is
+    /// answered 503 OVERLOADED (never `/health` or `/metrics`).
+    #[arg(long, env = "BOXOFFICE_MAX_REQUESTS_IN_FLIGHT", default_value_t = server::REQUESTS_IN_FLIGHT_MAX, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_requests_in_flight: usize,
+    /// How long a request may wait for a place among those in flight before it is shed.
+    #[arg(long, env = "BOXOFFICE_SHED_WAIT_MS", default_value_t = server::SHED_WAIT_MS)]
+    pub shed_wait_ms: u64,
 }
 
 /// How log lines are written.
@@ -175,12 +202,27 @@ impl Config {
         }
     }
 
+    /// Connection limits, timeouts and load shedding.
+    pub fn serve_options(&self) -> ServeOptions {
+        let ms = std::time::Duration::from_millis;
+        ServeOptions {
+            header_read_timeout: ms(self.header_read_timeout_ms),
+            body_read_timeout: ms(self.body_read_timeout_ms),
+            keep_alive_timeout: ms(self.keep_alive_timeout_ms),
+            connections_max: self.max_connections,
+            drain_timeout: ms(self.shutdown_drain_ms),
+            requests_in_flight_max: self.max_requests_in_flight,
+            shed_wait: ms(self.shed_wait_ms),
+        }
+    }
+
     /// The engine's limits.
     pub fn rules(&self) -> Rules {
         let secs = |s: u32| Duration::seconds(i64::from(s));
         Rules {
             catalog: CatalogRules {
                 seats_per_date_max: self.max_seats_per_date,
+                seat_price_max: Won(self.max_balance),
             },
             date: DateRules {
                 hold_ttl: secs(self.hold_ttl_secs),

@@ -9,7 +9,9 @@
 //! - [`engine`]: the actors that own the domain state, their handles, the journal
 //!   every reply passes through, and the read views GETs are served from.
 //! - [`http`]: axum routes per area, extractors, authentication, problem+json errors,
-//!   request observation and metrics, the OpenAPI document and Swagger UI.
+//!   request observation and metrics, the OpenAPI document and Swagger UI; serving
+//!   connections (read timeouts, the connection cap, load shedding, the bounded drain
+//!   at shutdown).
 //! - [`config`]: command line and environment.
 //! - [`outbox`]: the relay that publishes the event feed to NATS JetStream.
 //! - [`app`]: wiring: opens the store, starts the engine, builds the router, serves on

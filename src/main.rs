@@ -61,9 +61,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!("{line}");
         }
         tracing::info!("listening on http://{}", listener.local_addr()?);
-        app::serve(listener, app.router.clone(), shutdown_signal())
-            .await
-            .context("serving")?;
+        app::serve_with(
+            listener,
+            app.router.clone(),
+            config.serve_options(),
+            shutdown_signal(),
+        )
+        .await
+        .context("serving")?;
         tracing::info!("stopping: writing what is queued and a final snapshot");
         app.shutdown().await;
         tracing::info!("stopped");

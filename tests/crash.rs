@@ -613,7 +613,7 @@ async fn repeat_keys(server: &Api, acknowledged: &Acknowledged, rng: &mut StdRng
 }
 
 async fn create_concert(server: &Api) -> (u64, u64) {
-    let body = json!({"title": "Crash", "venue": "Hall", "dates": [{"startsAt": "2026-12-24T19:00:00Z",
+    let body = json!({"title": "Crash", "venue": "Hall", "dates": [{"startsAt": "2099-12-24T19:00:00Z",
         "sections": [{"name": "R", "rows": ROWS, "seatsPerRow": SEATS_PER_ROW, "price": PRICE}]}]});
     let path = "/api/v1/admin/concerts";
     let answer = server

@@ -62,6 +62,7 @@ fn new_date() -> DateState {
     let mut catalog = CatalogState::default();
     let rules = CatalogRules {
         seats_per_date_max: 1000,
+        seat_price_max: Won(u64::MAX),
     };
     catalog
         .apply(CatalogCommand::Create(spec), rules, start())

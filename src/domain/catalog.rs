@@ -16,18 +16,33 @@ pub const NAME_LEN_MAX: usize = 200;
 pub const DATES_PER_CONCERT_MAX: usize = 100;
 /// Most sections one date may have.
 pub const SECTIONS_PER_DATE_MAX: usize = 100;
-/// Highest seat price accepted (a trillion won), far below any overflow.
+/// Highest seat price accepted (a trillion won), far below any overflow. A lower
+/// `seat_price_max` applies too.
 pub const PRICE_MAX: i64 = 1_000_000_000_000;
+/// What a title, venue or section name must look like, as a regular expression for the
+/// OpenAPI document: no control character (Unicode `Cc`: U+0000–U+001F, U+007F–U+009F),
+/// and at least one character that is neither a control character nor white space
+/// (Unicode `White_Space`, as `char::is_whitespace` has it). `check_name` checks the
+/// same thing in code.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[^\u0000-\u001F\u007F-\u009F]*",
+    r"[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+    r"[^\u0000-\u001F\u007F-\u009F]*$",
+);
 
 /// A concert as an admin asks for it (the body of `POST /admin/concerts`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConcertSpec {
-    /// The concert's title; not empty.
+    /// The concert's title: 1 to 200 characters, not all white space, no control
+    /// characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
-    /// Where it takes place; not empty.
+    /// Where it takes place; the same rules as the title.
+    #[schema(min_length = 1, max_length = 200)]
     pub venue: String,
-    /// One or more dates.
+    /// One to 100 dates.
+    #[schema(min_items = 1, max_items = 100)]
     pub dates: Vec<DateSpec>,
 }
 
@@ -35,11 +50,13 @@ pub struct ConcertSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DateSpec {
-    /// When the show starts (RFC 3339).
+    /// When the show starts (RFC 3339): not in the past.
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "crate::domain::time::compact")]
     pub starts_at: Timestamp,
-    /// One or more sections; seat ids follow their order.
+    /// One to 100 sections with distinct names; seat ids follow their order. All
+    /// sections together have at most `--max-seats-per-date` seats.
+    #[schema(min_items = 1, max_items = 100)]
     pub sections: Vec<SectionSpec>,
 }
 
@@ -47,13 +64,20 @@ pub struct DateSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SectionSpec {
-    /// Section name, used in seat labels (`R` in `R-1-1`).
+    /// Section name, used in seat labels (`R` in `R-1-1`); the same rules as the title.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Number of rows, at least 1.
+    #[serde(deserialize_with = "super::integer::deserialize")]
+    #[schema(minimum = 1)]
     pub rows: u32,
     /// Seats in each row, at least 1.
+    #[serde(deserialize_with = "super::integer::deserialize")]
+    #[schema(minimum = 1)]
     pub seats_per_row: u32,
-    /// Price of each seat in won, not negative.
+    /// Price of each seat in won, from 0 to `--max-balance`.
+    #[serde(deserialize_with = "super::integer::deserialize")]
+    #[schema(minimum = 0)]
     pub price: i64,
 }
 
@@ -154,6 +178,9 @@ impl Layout {
 pub struct CatalogRules {
     /// Most seats one date may have (`--max-seats-per-date`).
     pub seats_per_date_max: u32,
+    /// Highest seat price: the largest balance (`--max-balance`), since a dearer seat
+    /// could never be paid.
+    pub seat_price_max: Won,
 }
 
 /// Checks a spec against the documented limits.
@@ -193,6 +220,12 @@ pub fn validate(spec: &ConcertSpec, rules: CatalogRules) -> Result<(), Rejection
             if !(0..=PRICE_MAX).contains(&section.price) {
                 return invalid(format!("{at}: price must be between 0 and {PRICE_MAX}"));
             }
+            if section.price.unsigned_abs() > rules.seat_price_max.0 {
+                return invalid(format!(
+                    "{at}: price must be at most the largest balance, {}, or no one could pay for the seat",
+                    rules.seat_price_max.0
+                ));
+            }
             seats += u64::from(section.rows) * u64::from(section.seats_per_row);
         }
         if seats > u64::from(rules.seats_per_date_max) {
@@ -205,7 +238,23 @@ pub fn validate(spec: &ConcertSpec, rules: CatalogRules) -> Result<(), Rejection
     Ok(())
 }
 
+/// Checks that no date of `spec` starts before `now`: a date in the past cannot be sold.
+pub fn check_dates_ahead(spec: &ConcertSpec, now: Timestamp) -> Result<(), Rejection> {
+    match spec.dates.iter().position(|date| date.starts_at < now) {
+        Some(d) => Err(Rejection::InvalidRequest(format!(
+            "dates[{d}].startsAt is in the past"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks a name against [`NAME_LEN_MAX`] and [`NAME_PATTERN`].
 fn check_name(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.chars().any(char::is_control) {
+        return Err(Rejection::InvalidRequest(format!(
+            "{field} must not contain control characters"
+        )));
+    }
     if value.trim().is_empty() {
         return Err(Rejection::InvalidRequest(format!(
             "{field} must not be empty"
@@ -288,6 +337,7 @@ impl CatalogState {
     ) -> Result<CatalogEvent, Rejection> {
         let CatalogCommand::Create(spec) = command;
         validate(&spec, rules)?;
+        check_dates_ahead(&spec, now)?;
         let concert_id = ConcertId(self.last_concert_id + 1);
         let first_date = self.last_date_id + 1;
         let date_ids = (0..spec.dates.len() as u64)
@@ -354,6 +404,7 @@ mod tests {
 
     const RULES: CatalogRules = CatalogRules {
         seats_per_date_max: 100_000,
+        seat_price_max: Won(1_000_000),
     };
 
     fn section(name: &str, rows: u32, seats_per_row: u32, price: i64) -> SectionSpec {
@@ -370,7 +421,7 @@ mod tests {
             title: "Winter Tour".into(),
             venue: "Olympic Hall".into(),
             dates: vec![DateSpec {
-                starts_at: chrono::Utc::now(),
+                starts_at: chrono::Utc::now() + chrono::Duration::days(30),
                 sections,
             }],
         }
@@ -402,8 +453,19 @@ mod tests {
         empty_title.title = "  ".into();
         let mut no_dates = spec(vec![section("R", 1, 1, 1)]);
         no_dates.dates.clear();
+        let mut control_in_title = spec(vec![section("R", 1, 1, 1)]);
+        control_in_title.title = "Winter\u{0}Tour".into();
+        let mut control_in_venue = spec(vec![section("R", 1, 1, 1)]);
+        control_in_venue.venue = "Olympic\tHall".into();
+        let mut in_the_past = spec(vec![section("R", 1, 1, 1)]);
+        in_the_past.dates[0].starts_at = chrono::Utc::now() - chrono::Duration::minutes(1);
         let cases = [
             empty_title,
+            control_in_title,
+            control_in_venue,
+            spec(vec![section("R\u{7f}", 1, 1, 1)]),
+            spec(vec![section("R", 1, 1, RULES.seat_price_max.0 as i64 + 1)]),
+            in_the_past,
             no_dates,
             spec(vec![]),
             spec(vec![section("R", 0, 5, 1)]),
@@ -426,6 +488,18 @@ mod tests {
             );
             assert_eq!(catalog.concerts().count(), 0);
         }
+    }
+
+    #[test]
+    fn names_with_unicode_letters_and_inner_spaces_are_fine() {
+        let mut catalog = CatalogState::default();
+        let mut spec = spec(vec![section("VIP 석", 1, 1, 1_000_000)]);
+        spec.title = " 겨울 투어 ".into();
+        assert!(
+            catalog
+                .apply(CatalogCommand::Create(spec), RULES, chrono::Utc::now())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -609,6 +609,7 @@ mod tests {
                 CatalogCommand::Create(spec),
                 CatalogRules {
                     seats_per_date_max: 100,
+                    seat_price_max: Won(1_000_000),
                 },
                 t(0),
             )

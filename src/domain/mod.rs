@@ -7,6 +7,7 @@
 //! ids in; tests drive the structs directly.
 //!
 //! - [`ids`]: newtypes for every identifier, and [`ids::Won`], money in integer won.
+//! - [`integer`]: integers in JSON as JSON Schema counts them (`5000.0` is one).
 //! - [`catalog`]: concert specs, their validation and the seat layout of a date.
 //! - [`date`]: the seats and reservations of one concert date (holds, expiry, payment).
 //! - [`queue`]: one concert's waiting room (FIFO, exact positions, active cap).
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod date;
 pub mod ids;
 pub mod image;
+pub mod integer;
 pub mod public;
 pub mod queue;
 pub mod rejection;

@@ -1,6 +1,8 @@
 //! Who is calling: users by HS256 JWT (`sub` = user id, `exp` required), admins by the
 //! admin key. Both arrive as `Authorization: Bearer ...`; anything missing, malformed,
-//! badly signed, of another algorithm or expired is 401 `UNAUTHORIZED`.
+//! badly signed, of another algorithm, expired or not yet valid (`nbf`) is 401
+//! `UNAUTHORIZED`, and so is a `sub` that is not a user id in its one spelling
+//! (decimal digits, no leading zero, not 0).
 
 use super::AppState;
 use super::error::ApiError;
@@ -35,6 +37,8 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = EXP_LEEWAY_SECS;
+        // A token that says it is not valid yet is not valid yet.
+        validation.validate_nbf = true;
         Auth {
             admin_key: admin_key.to_owned(),
             decoding: DecodingKey::from_secret(jwt_secret.as_bytes()),
@@ -59,6 +63,11 @@ impl Auth {
             return Err(not_a_user());
         }
         let id = sub.parse::<u64>().map_err(|_| not_a_user())?;
+        // One user, one spelling: no leading zeros (`"01"` is not user 1), and user
+        // ids are positive like every other id.
+        if id == 0 || sub != id.to_string() {
+            return Err(not_a_user());
+        }
         Ok(UserId(id))
     }
 
@@ -169,9 +178,32 @@ mod tests {
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding).unwrap()
         };
         assert_eq!(auth.user(&token("7")).unwrap(), UserId(7));
-        for sub in ["+7", "-7", " 7", "7a", ""] {
+        for sub in [
+            "+7",
+            "-7",
+            " 7",
+            "7a",
+            "",
+            "07",
+            "0",
+            "00",
+            "18446744073709551616",
+        ] {
             assert_eq!(auth.user(&token(sub)).unwrap_err().code, "UNAUTHORIZED");
         }
+    }
+
+    #[test]
+    fn a_token_that_is_not_valid_yet_is_refused() {
+        let auth = Auth::new("admin", "secret");
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = |nbf: u64| {
+            let claims = serde_json::json!({"sub": "7", "exp": now + 600, "nbf": nbf});
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding).unwrap()
+        };
+        assert_eq!(auth.user(&token(now - 1)).unwrap(), UserId(7));
+        let later = auth.user(&token(now + 300)).unwrap_err();
+        assert_eq!(later.code, "UNAUTHORIZED");
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub async fn list_concerts(State(state): State<AppState>) -> response::Json<Vec<
     params(("concertId" = u64, Path, description = "The concert's id")),
     responses(
         (status = 200, description = "The concert", body = ConcertSummary),
+        (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_concert(
@@ -164,6 +165,7 @@ pub async fn get_concert(
     params(("concertId" = u64, Path, description = "The concert's id")),
     responses(
         (status = 200, description = "The dates", body = [DateSummary]),
+        (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_dates(
@@ -193,7 +195,7 @@ pub struct SeatQuery {
     ),
     responses(
         (status = 200, description = "The seats, by id", body = [SeatSummary]),
-        (status = 400, description = "Bad status filter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "INVALID_REQUEST (a malformed id or status filter)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND or DATE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_seats(

@@ -3,6 +3,7 @@
 //! parameters, and the `Idempotency-Key` header.
 
 use super::error::ApiError;
+use super::server::BodyReadTimeout;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
@@ -28,6 +29,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                         "PAYLOAD_TOO_LARGE",
                         "the request body is too large",
                     )
+                } else if is_body_read_timeout(&rejection) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "REQUEST_TIMEOUT",
+                        "the request body did not arrive in time",
+                    )
                 } else {
                     ApiError::invalid(rejection.body_text())
                 }
@@ -36,6 +43,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             .map(Json)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
     }
+}
+
+/// Whether reading the body failed because it came too slowly (see [`BodyReadTimeout`]).
+fn is_body_read_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<BodyReadTimeout>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Path parameters; a malformed one is 400 `INVALID_REQUEST`.
@@ -75,16 +94,23 @@ fn query_problem(text: &str) -> String {
     format!("invalid query parameter: {reason}")
 }
 
-/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters, sent at
+/// most once.
 pub struct IdempotencyKey(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get("idempotency-key") else {
+        let mut values = parts.headers.get_all("idempotency-key").iter();
+        let Some(value) = values.next() else {
             return Ok(IdempotencyKey(None));
         };
+        if values.next().is_some() {
+            return Err(ApiError::invalid(
+                "send one Idempotency-Key header, not several",
+            ));
+        }
         let bytes = value.as_bytes();
         let visible = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
         if bytes.is_empty() || bytes.len() > IDEMPOTENCY_KEY_LEN_MAX || !visible {

@@ -1,4 +1,5 @@
-//! The HTTP shell: routes, extractors, authentication, errors and the OpenAPI document.
+//! The HTTP shell: routes, extractors, authentication, errors, the OpenAPI document,
+//! and serving connections ([`server`], with load shedding in [`shed`]).
 //!
 //! Each area owns its routes (`fn router() -> Router<AppState>`); [`router`] merges
 //! them and answers everything else with problem+json (404 `NOT_FOUND`, 405).
@@ -15,6 +16,8 @@ pub mod openapi;
 pub mod ops;
 pub mod queue;
 pub mod reservations;
+pub mod server;
+pub mod shed;
 pub mod wallet;
 
 use crate::engine::Engine;
@@ -68,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(reservations::router())
         .merge(wallet::router())
-        .merge(ops::router())
+        .merge(ops::router(state.engine.rules()))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -1,8 +1,13 @@
-//! The OpenAPI 3.1 document of the whole API, assembled from the handlers' annotations.
+//! The OpenAPI 3.1 document of the whole API, assembled from the handlers' annotations
+//! and made exact by [`document`]: the limits the server is configured with, and the
+//! ranges of unsigned integers, which the annotations cannot state.
 
 use super::{catalog, events, metrics, ops, queue, reservations, wallet};
-use utoipa::Modify;
+use crate::domain::Rules;
+use crate::domain::catalog::NAME_PATTERN;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 /// The API document.
 #[derive(utoipa::OpenApi)]
@@ -46,5 +51,174 @@ impl Modify for Security {
             .build();
         components.add_security_scheme("user", SecurityScheme::Http(user));
         components.add_security_scheme("admin", SecurityScheme::Http(admin));
+    }
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
+
+/// The document as the server keeps it: [`ApiDoc`] with the configured limits (largest
+/// charge and price, seats per reservation and per date), the name rules, the
+/// `Idempotency-Key` rules, positive ids, and unsigned integers stated as their real
+/// range (the annotations would call a `u32` an `int32` and a `u64` an `int64`).
+pub fn document(rules: &Rules) -> utoipa::openapi::OpenApi {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    unsigned_ranges(&mut doc);
+    let schemas = "/components/schemas";
+    let seats_per_date_max = json!(rules.catalog.seats_per_date_max);
+    let limits = [
+        (
+            "SectionSpec/properties/price/maximum",
+            json!(rules.wallet.balance_max.0),
+        ),
+        (
+            "SectionSpec/properties/rows/maximum",
+            seats_per_date_max.clone(),
+        ),
+        (
+            "SectionSpec/properties/seatsPerRow/maximum",
+            seats_per_date_max,
+        ),
+        ("ChargeRequest/properties/amount/minimum", json!(1)),
+        (
+            "ChargeRequest/properties/amount/maximum",
+            json!(rules.wallet.charge_max.0),
+        ),
+        (
+            "HoldRequest/properties/seatIds/maxItems",
+            json!(rules.date.seats_per_reservation_max),
+        ),
+        ("HoldRequest/properties/seatIds/uniqueItems", json!(true)),
+        ("ConcertSpec/properties/title/pattern", json!(NAME_PATTERN)),
+        ("ConcertSpec/properties/venue/pattern", json!(NAME_PATTERN)),
+        ("SectionSpec/properties/name/pattern", json!(NAME_PATTERN)),
+        // Ids are positive (a user id too: `sub` "0" is refused).
+        ("ConcertId/minimum", json!(1)),
+        ("DateId/minimum", json!(1)),
+        ("SeatId/minimum", json!(1)),
+        ("UserId/minimum", json!(1)),
+    ];
+    for (pointer, value) in limits {
+        set(&mut doc, &format!("{schemas}/{pointer}"), value);
+    }
+    let paths = doc["paths"]
+        .as_object_mut()
+        .expect("the document has paths");
+    for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+        for operation in operation.values_mut() {
+            let Some(parameters) = operation["parameters"].as_array_mut() else {
+                continue;
+            };
+            for parameter in parameters {
+                match parameter["name"].as_str() {
+                    Some("Idempotency-Key") => {
+                        parameter["schema"] = json!({"type": "string", "minLength": 1,
+                            "maxLength": super::extract::IDEMPOTENCY_KEY_LEN_MAX,
+                            "pattern": IDEMPOTENCY_KEY_PATTERN});
+                    }
+                    Some("concertId" | "dateId") => parameter["schema"]["minimum"] = json!(1),
+                    _ => {}
+                }
+            }
+        }
+    }
+    serde_json::from_value(doc).expect("the exact document is still an OpenAPI document")
+}
+
+/// Sets the member a JSON pointer names; its parent must exist.
+fn set(doc: &mut Value, pointer: &str, value: Value) {
+    let (parent, member) = pointer.rsplit_once('/').expect("a pointer has a parent");
+    let parent = doc
+        .pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("the document has {parent}"));
+    parent.insert(member.to_owned(), value);
+}
+
+/// Integers that are `int32` or `int64` with a minimum of 0 are the annotations' `u32`
+/// and `u64`: they lose the signed format and get their real maximum.
+fn unsigned_ranges(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let unsigned = object.get("type") == Some(&json!("integer"))
+                && object.get("minimum") == Some(&json!(0));
+            let maximum = match object.get("format").and_then(Value::as_str) {
+                Some("int32") if unsigned => Some(json!(u32::MAX)),
+                Some("int64") if unsigned => Some(json!(u64::MAX)),
+                _ => None,
+            };
+            if let Some(maximum) = maximum {
+                object.remove("format");
+                object.insert("maximum".to_owned(), maximum);
+            }
+            object.values_mut().for_each(unsigned_ranges);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_ranges),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn exact() -> Value {
+        serde_json::to_value(document(&Config::default().rules())).unwrap()
+    }
+
+    #[test]
+    fn unsigned_ids_state_their_whole_range() {
+        let doc = exact();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["SeatId"]["maximum"], json!(u32::MAX));
+        assert_eq!(schemas["UserId"]["maximum"], json!(u64::MAX));
+        assert_eq!(schemas["UserId"]["minimum"], 1);
+        assert!(schemas["SeatId"].get("format").is_none());
+    }
+
+    #[test]
+    fn the_configured_limits_are_in_the_document() {
+        let config = Config {
+            max_charge: 777,
+            max_balance: 888,
+            max_seats_per_reservation: 3,
+            ..Config::default()
+        };
+        let doc = serde_json::to_value(document(&config.rules())).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ChargeRequest"]["properties"]["amount"]["maximum"],
+            777
+        );
+        assert_eq!(
+            schemas["SectionSpec"]["properties"]["price"]["maximum"],
+            888
+        );
+        assert_eq!(
+            schemas["HoldRequest"]["properties"]["seatIds"]["maxItems"],
+            3
+        );
+        assert_eq!(
+            schemas["ConcertSpec"]["properties"]["title"]["pattern"],
+            NAME_PATTERN
+        );
+    }
+
+    #[test]
+    fn every_idempotency_key_parameter_states_its_rules() {
+        let doc = exact();
+        let mut seen = 0;
+        for operation in doc["paths"].as_object().unwrap().values() {
+            for operation in operation.as_object().unwrap().values() {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    if parameter["name"] == "Idempotency-Key" {
+                        assert_eq!(parameter["schema"]["pattern"], IDEMPOTENCY_KEY_PATTERN);
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, 2);
     }
 }

@@ -2,21 +2,21 @@
 //! binary: the UI's files are compiled in, nothing is fetched from a CDN).
 
 use super::AppState;
-use super::openapi::ApiDoc;
+use super::openapi;
+use crate::domain::Rules;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Json;
 use axum::routing::get;
 use serde::Serialize;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-/// The operations routes.
-pub fn router() -> Router<AppState> {
+/// The operations routes; the OpenAPI document states the limits in `rules`.
+pub fn router(rules: &Rules) -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(super::metrics::metrics))
-        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", ApiDoc::openapi()))
+        .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", openapi::document(rules)))
 }
 
 /// Health status.

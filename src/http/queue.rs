@@ -60,6 +60,7 @@ impl From<EntryView> for QueueEntryBody {
     responses(
         (status = 201, description = "A new entry", body = QueueEntryBody),
         (status = 200, description = "The user's live entry", body = QueueEntryBody),
+        (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -82,6 +83,7 @@ pub async fn join(
     params(("concertId" = u64, Path, description = "The concert's id")),
     responses(
         (status = 200, description = "The user's entry", body = QueueEntryBody),
+        (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND or NOT_IN_QUEUE", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -100,6 +102,7 @@ pub async fn get_entry(
     params(("concertId" = u64, Path, description = "The concert's id")),
     responses(
         (status = 204, description = "Left"),
+        (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND or NOT_IN_QUEUE", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -5,6 +5,7 @@ use super::auth::User;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path};
 use crate::domain::date::{Reservation, ReservationStatus};
+use crate::domain::integer;
 use crate::domain::{ConcertId, DateId, ReservationId, SeatId, Timestamp, Won};
 use crate::engine::Engine;
 use axum::Router;
@@ -26,8 +27,11 @@ pub fn router() -> Router<AppState> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HoldRequest {
     /// The date.
+    #[serde(deserialize_with = "integer::deserialize")]
     date_id: DateId,
     /// The seats: not empty, no repeats, at most `--max-seats-per-reservation`.
+    #[serde(deserialize_with = "integer::vec")]
+    #[schema(min_items = 1)]
     seat_ids: Vec<SeatId>,
 }
 
@@ -139,6 +143,7 @@ pub async fn list(
     params(("id" = String, Path, format = Uuid, description = "The reservation's id")),
     responses(
         (status = 200, description = "The reservation", body = ReservationBody),
+        (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "RESERVATION_NOT_FOUND (also someone else's)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -159,6 +164,7 @@ pub async fn get_one(
     params(("id" = String, Path, format = Uuid, description = "The reservation's id")),
     responses(
         (status = 204, description = "Released (or already cancelled or expired)"),
+        (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "ALREADY_PAID", body = Problem, content_type = "application/problem+json"),

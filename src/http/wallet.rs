@@ -4,6 +4,7 @@ use super::AppState;
 use super::auth::User;
 use super::error::{ApiError, Problem};
 use super::extract::{IdempotencyKey, Json, Query};
+use crate::domain::integer;
 use crate::domain::wallet::{LedgerEntry, TransactionKind};
 use crate::domain::{ChargeId, PaymentId, Rejection, ReservationId, Timestamp, UserId, Won};
 use axum::Router;
@@ -42,7 +43,7 @@ pub struct WalletBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
-    /// Whole won, 1 to `--max-charge`.
+    /// Whole won, 1 to `--max-charge` (`5000.0` is a whole number too).
     #[schema(value_type = u64)]
     amount: serde_json::Number,
 }
@@ -96,7 +97,8 @@ impl From<LedgerEntry> for TransactionBody {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LimitQuery {
-    /// 1 to 1000; default 100.
+    /// 1 to 1000; default 100 (ledger) or 1000 (payments).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -187,7 +189,8 @@ pub async fn charge(
     Json(request): Json<ChargeRequest>,
 ) -> Result<response::Json<ChargeBody>, ApiError> {
     let max = state.engine.rules().wallet.charge_max;
-    let amount = request.amount.as_u64().map(Won).ok_or_else(|| {
+    let amount = integer::of_number(&request.amount).and_then(|n| u64::try_from(n).ok());
+    let amount = amount.map(Won).ok_or_else(|| {
         Rejection::InvalidAmount(format!(
             "amount must be a whole number of won from 1 to {}",
             max.0
@@ -254,6 +257,7 @@ pub async fn pay(
     params(LimitQuery),
     responses(
         (status = 200, description = "Payments", body = [PaymentBody]),
+        (status = 400, description = "INVALID_REQUEST (bad limit)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn payments(

@@ -110,7 +110,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(app::serve(listener, app.router, async {
+        let options = config.serve_options();
+        let serving = tokio::spawn(app::serve_with(listener, app.router, options, async {
             let _ = stopped.await;
         }));
         Server {
@@ -290,8 +291,7 @@ impl Server {
 
     /// Creates a concert with one date of one section; returns (concert id, date id).
     pub async fn concert(&self, rows: u32, seats_per_row: u32, price: u64) -> (u64, u64) {
-        let body = json!({"title": "Test", "venue": "Hall", "dates": [{"startsAt": "2026-12-24T19:00:00Z",
-            "sections": [{"name": "R", "rows": rows, "seatsPerRow": seats_per_row, "price": price}]}]});
+        let body = concert_body(rows, seats_per_row, price);
         let concert = self
             .admin_post("/api/v1/admin/concerts", body)
             .await
@@ -372,6 +372,15 @@ impl Server {
         seat["status"].as_str().unwrap().to_owned()
     }
 }
+
+/// A concert of one date, far in the future, with one section.
+pub fn concert_body(rows: u32, seats_per_row: u32, price: u64) -> Value {
+    json!({"title": "Test", "venue": "Hall", "dates": [{"startsAt": FUTURE,
+        "sections": [{"name": "R", "rows": rows, "seatsPerRow": seats_per_row, "price": price}]}]})
+}
+
+/// A start time far ahead of any test clock.
+pub const FUTURE: &str = "2099-12-24T19:00:00Z";
 
 /// A request body: JSON, or raw text to send as JSON.
 pub enum RawBody {
