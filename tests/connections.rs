@@ -392,7 +392,23 @@ async fn past_the_requests_in_flight_a_request_is_shed_with_503_and_health_still
     shed.assert_problem(503, "OVERLOADED");
     assert_eq!(shed.headers["retry-after"], "1");
     server.get_public("/health").await.expect(200);
-    server.get_public("/metrics").await.expect(200);
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let shed_total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("boxoffice_http_shed_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        shed_total >= Some(1),
+        "shed requests are counted: {shed_total:?}"
+    );
     // When the slow request goes, its place is free again.
     drop(slow);
     let deadline = Instant::now() + SLACK;

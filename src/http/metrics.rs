@@ -86,7 +86,7 @@ impl HttpMetrics {
         );
         registry.register(
             "boxoffice_http_problems",
-            "Problem answers by code (OVERLOADED: 503 answers shed under load)",
+            "Problem answers by code (OVERLOADED here: an actor mailbox stayed full; requests shed before any work are boxoffice_http_shed_total)",
             self.problems.clone(),
         );
     }
@@ -119,6 +119,13 @@ impl Collector for LiveGauges {
             "Events handed to the log since start",
             None,
             committed.metric_type(),
+        )?)?;
+        let shed = ConstCounter::new(super::shed::shed_total());
+        shed.encode(encoder.encode_descriptor(
+            "boxoffice_http_shed",
+            "Requests answered 503 OVERLOADED before any work, past --max-requests-in-flight or the connection cap (not in boxoffice_http_responses_total)",
+            None,
+            shed.metric_type(),
         )?)?;
         let up = ConstGauge::new(i64::from(!engine.journal().is_stopped()));
         up.encode(encoder.encode_descriptor(

@@ -64,8 +64,19 @@ impl Shedder {
     }
 }
 
-/// The answer to a shed request: 503 `OVERLOADED` with `Retry-After`.
+/// Requests shed since start (answered before they reach the router, so the router's
+/// observation layer never sees them: `/metrics` reads this instead). One process
+/// serves one API, so one count.
+static SHED_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Requests answered 503 `OVERLOADED` by the connection layer since start.
+pub fn shed_total() -> u64 {
+    SHED_TOTAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The answer to a shed request: 503 `OVERLOADED` with `Retry-After` (counted).
 pub fn overloaded() -> Response {
+    SHED_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "OVERLOADED",
