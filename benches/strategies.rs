@@ -71,8 +71,8 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Database pool sizes to run every strategy with: 10 is HikariCP's default (the
-    /// seeds'), 16 was the best of a sweep (4, 10, 16, 32, 64) on the 2-core machine,
-    /// 64 is one connection per client.
+    /// seeds'), 16 came out best or nearly for the PostgreSQL strategies in a quick sweep
+    /// (4, 16, 32) on the 2-core machine, 64 is one connection per client.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 16, 64])]
     pools: Vec<usize>,
     /// Concert dates of the flash sale's inventory.

@@ -200,8 +200,9 @@ impl Settings {
             format!("duration: {} s per workload (the flash sale stops early if its inventory sells out)", args.duration_secs),
             format!("flash sale inventory: {} dates x {} seats; {} users, at most 4 seats a user a date", args.sale_dates, args.seats_per_date, (args.seats_per_date / 4).max(1000)),
             format!(
-                "database pools: {pools} connections (10 is HikariCP's default, as the seeds ran; 16 was the best of \
-                 a quick sweep of 4, 10, 16, 32 and 64 on a 2-core machine; 64 is one per client); Redis: as many \
+                "database pools: {pools} connections (10 is HikariCP's default, as the seeds ran; 16 came out best \
+                 or nearly for the PostgreSQL strategies in a quick sweep of 4, 16 and 32 on a 2-core machine, \
+                 3 s per workload; 64 is one per client; no one size wins everywhere); Redis: as many \
                  multiplexed connections as the pool has"
             ),
             format!("PostgreSQL: {} (its own initdb, run as an unprivileged user)", engines::POSTGRES_SETTINGS.join(", ")),
