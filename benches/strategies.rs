@@ -94,6 +94,20 @@ struct Args {
     bench: bool,
 }
 
+/// The engines while they run, where a Ctrl-C can stop them too (a panic in `main`
+/// unwinds and drops them; a signal does not unwind).
+static ENGINES: parking_lot::Mutex<Option<(engines::Postgres, engines::Redis)>> =
+    parking_lot::Mutex::new(None);
+
+/// Stops the engines when dropped: at the end of `main`, or while a panic unwinds it.
+struct StopEngines;
+
+impl Drop for StopEngines {
+    fn drop(&mut self) {
+        drop(ENGINES.lock().take());
+    }
+}
+
 /// The hot wallet's user.
 const HOT_WALLET_USER: u64 = 1;
 /// How long a user token lasts (longer than any run).
@@ -144,6 +158,9 @@ fn main() {
     let scratch = std::env::temp_dir();
     let postgres = engines::Postgres::start(&scratch).expect("PostgreSQL starts");
     let redis = engines::Redis::start(&scratch).expect("redis-server starts");
+    let (postgres_port, redis_port) = (postgres.port, redis.port);
+    *ENGINES.lock() = Some((postgres, redis));
+    let _stop_engines = StopEngines;
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -153,11 +170,19 @@ fn main() {
         .build()
         .expect("a runtime for the load generator");
     let engines = targets::Engines {
-        postgres_port: postgres.port,
-        redis_port: redis.port,
+        postgres_port,
+        redis_port,
         servers: server_runtime.handle().clone(),
         scratch,
     };
+    client_runtime.spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping PostgreSQL and Redis");
+            // Their guards stop them and remove their directories.
+            drop(ENGINES.lock().take());
+            std::process::exit(130);
+        }
+    });
     let (rows, settings) = client_runtime.block_on(run(&args, &engines));
     let out = args.out.clone().unwrap_or_else(|| {
         if args.smoke {
@@ -171,7 +196,7 @@ fn main() {
     let wrong: Vec<_> = rows.iter().filter(|row| !row.correct).collect();
     drop(client_runtime);
     drop(server_runtime);
-    drop((postgres, redis));
+    drop(_stop_engines);
     if !wrong.is_empty() {
         eprintln!("{} incorrect run(s)", wrong.len());
         std::process::exit(1);

@@ -1,7 +1,7 @@
 //! The real engines the strategies run on, really started: PostgreSQL 15 and
 //! `redis-server`, each in its own temporary directory on a loopback port, each stopped
-//! by a guard when it is dropped (also when the harness panics; Ctrl-C in a terminal
-//! reaches them too, since they stay in the harness's process group).
+//! by a guard when it is dropped (also when the harness panics, and on Ctrl-C, which
+//! the harness catches to drop the guards before it exits).
 //!
 //! - PostgreSQL: its own `initdb` cluster, run as an unprivileged user (`nobody`: the
 //!   postmaster refuses to run as root), `fsync` and `synchronous_commit` on, so a
