@@ -22,14 +22,16 @@
 //! flash sale at ≥ 0.5× (every hold and payment waits for one group-committed fsync,
 //! ~0.15 ms on a quiet disk, shared by the batch), and p99 ≤ 10 ms at 64 connections.
 
+#[path = "common/load.rs"]
+mod load;
+
 use boxoffice::app;
 use boxoffice::config::Config;
 use boxoffice::engine::clock::SystemClock;
 use boxoffice::store::FsyncPolicy;
 use clap::Parser;
-use hdrhistogram::Histogram;
+use load::{Phase, Stop, post_raw, timed};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -76,37 +78,6 @@ struct Args {
     bench: bool,
 }
 
-/// What one timed phase measured.
-struct Phase {
-    name: &'static str,
-    requests: u64,
-    elapsed: Duration,
-    latency: Histogram<u64>,
-    statuses: BTreeMap<u16, u64>,
-}
-
-impl Phase {
-    fn rps(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn print(&self, yardstick: Option<&Phase>) {
-        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
-        let ratio = yardstick.map_or(String::new(), |y| {
-            format!("  ({:.2}x empty)", self.rps() / y.rps())
-        });
-        println!(
-            "{:<12} {:>9.0} req/s{ratio}  p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  statuses {:?}",
-            self.name,
-            self.rps(),
-            ms(0.5),
-            ms(0.99),
-            ms(0.999),
-            self.statuses
-        );
-    }
-}
-
 struct Target {
     base: String,
     http: reqwest::Client,
@@ -131,102 +102,6 @@ impl Target {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
-    }
-}
-
-/// POSTs JSON; answers the status and the body as it came. The timed phases use this,
-/// so that every phase, the yardstick's included, costs the client the same.
-async fn post_raw(http: &reqwest::Client, url: &str, bearer: &str, body: &Value) -> (u16, Vec<u8>) {
-    match http.post(url).bearer_auth(bearer).json(body).send().await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (
-                status,
-                r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
-            )
-        }
-        Err(_) => (0, Vec::new()),
-    }
-}
-
-/// Runs `request(user, i)` from `connections` tasks until `until` says stop; returns the phase.
-async fn timed<F, Fut>(name: &'static str, connections: usize, stop: Stop, request: F) -> Phase
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = u16> + Send,
-{
-    let request = Arc::new(request);
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let progress = {
-        let done = done.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let n = done.load(Ordering::Relaxed);
-                eprintln!(
-                    "  {name}: {n} requests, {:.0} req/s so far",
-                    n as f64 / started.elapsed().as_secs_f64()
-                );
-            }
-        })
-    };
-    let tasks: Vec<_> = (0..connections)
-        .map(|task| {
-            let (request, done, stop) = (request.clone(), done.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-                let mut statuses = BTreeMap::new();
-                let mut i = 0;
-                while let Some(n) = stop.next(started) {
-                    let _ = n;
-                    let sent = Instant::now();
-                    let status = request(task, i).await;
-                    latency.saturating_record(sent.elapsed().as_micros() as u64);
-                    *statuses.entry(status).or_insert(0u64) += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-                (latency, statuses)
-            })
-        })
-        .collect();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut statuses = BTreeMap::new();
-    for task in tasks {
-        let (l, s) = task.await.unwrap();
-        latency.add(l).unwrap();
-        for (k, v) in s {
-            *statuses.entry(k).or_insert(0) += v;
-        }
-    }
-    let elapsed = started.elapsed();
-    progress.abort();
-    Phase {
-        name,
-        requests: statuses.values().sum(),
-        elapsed,
-        latency,
-        statuses,
-    }
-}
-
-/// When a phase ends: after a duration, or after a number of requests in all.
-#[derive(Clone)]
-enum Stop {
-    After(Duration),
-    Count(Arc<AtomicUsize>, usize),
-}
-
-impl Stop {
-    fn next(&self, started: Instant) -> Option<usize> {
-        match self {
-            Stop::After(d) => (started.elapsed() < *d).then_some(0),
-            Stop::Count(next, total) => {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                (n < *total).then_some(n)
-            }
-        }
     }
 }
 
@@ -422,8 +297,8 @@ async fn run(args: Args, base: String, unobserved: Option<String>) -> bool {
 
     if wants("one-seat") {
         let phase = one_seat(&target, &tokens, one_seat_date, &args, "one-seat").await;
-        phase.print(empty.as_ref());
-        let winners = phase.statuses.get(&201).copied().unwrap_or(0);
+        phase.print(empty.as_ref().map(|e| ("empty", e)));
+        let winners = phase.count(201);
         println!("one-seat winners: {winners} (must be exactly 1)");
         failed |= winners != 1;
     }
@@ -459,7 +334,7 @@ async fn run(args: Args, base: String, unobserved: Option<String>) -> bool {
             },
         )
         .await;
-        phase.print(empty.as_ref());
+        phase.print(empty.as_ref().map(|e| ("empty", e)));
         let held: Arc<Vec<(u64, String)>> = Arc::new(std::mem::take(&mut *reservations.lock()));
         let next = Arc::new(AtomicUsize::new(0));
         let (t, tokens, list, cursor) = (
@@ -486,8 +361,8 @@ async fn run(args: Args, base: String, unobserved: Option<String>) -> bool {
             },
         )
         .await;
-        phase.print(empty.as_ref());
-        failed |= phase.statuses.get(&201).copied().unwrap_or(0) != held.len() as u64;
+        phase.print(empty.as_ref().map(|e| ("empty", e)));
+        failed |= phase.count(201) != held.len() as u64;
     }
     failed
 }
