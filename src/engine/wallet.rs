@@ -6,6 +6,11 @@
 //! meanwhile: this actor owns it and is busy with this message), debits, and logs the
 //! one [`Event::Paid`] that records the seats, the debit and the queue entry. Once that
 //! record is durable the payer's queue entry is completed, and then the payer is told.
+//!
+//! A refund runs the same way the other way round: the shard asks the date actor to
+//! free the seats of the paid reservation, credits the same amount, and logs the one
+//! [`Event::Refunded`] that records both; the date refuses a second refund of the same
+//! reservation, so refunds that race (the holder's, a cancellation's) give one.
 //! Talks to: date and queue actors (never the other way round), and the journal.
 
 use super::catalog::Directory;
@@ -14,11 +19,11 @@ use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::ReservationIndex;
 use super::{Error, Reply};
-use crate::domain::date::{Pay, Payment};
+use crate::domain::date::{Pay, Payment, Refund, RefundCommand, RefundReason};
 use crate::domain::wallet::{
     Charge, KeyedRequest, LedgerEntry, Receipt, TransactionKind, WalletEvent, WalletShard,
 };
-use crate::domain::{ChargeId, Event, PaymentId, ReservationId, Timestamp, UserId, Won};
+use crate::domain::{ChargeId, Event, PaymentId, RefundId, ReservationId, Timestamp, UserId, Won};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,6 +49,12 @@ enum WalletMessage {
         reservation_id: ReservationId,
         key: Option<String>,
         reply: Reply<Payment>,
+    },
+    Refund {
+        user: UserId,
+        reservation_id: ReservationId,
+        reason: RefundReason,
+        reply: Reply<Refund>,
     },
 }
 
@@ -134,6 +145,22 @@ impl WalletHandle {
         })
         .await
     }
+
+    /// Refunds a paid reservation of the user's into the wallet.
+    pub async fn refund(
+        &self,
+        user: UserId,
+        reservation_id: ReservationId,
+        reason: RefundReason,
+    ) -> Result<Refund, Error> {
+        mailbox::call(&self.mailbox, |reply| WalletMessage::Refund {
+            user,
+            reservation_id,
+            reason,
+            reply,
+        })
+        .await
+    }
 }
 
 struct WalletActor {
@@ -190,7 +217,42 @@ impl WalletActor {
                 Ok(Paid::Recalled(payment)) => batch.reply(reply, Ok(payment)),
                 Err(e) => batch.reply(reply, Err(e)),
             },
+            WalletMessage::Refund {
+                user,
+                reservation_id,
+                reason,
+                reply,
+            } => {
+                let result = self.refund(user, reservation_id, reason, batch).await;
+                batch.reply(reply, result);
+            }
         }
+    }
+
+    async fn refund(
+        &mut self,
+        user: UserId,
+        reservation_id: ReservationId,
+        reason: RefundReason,
+        batch: &mut Batch,
+    ) -> Result<Refund, Error> {
+        let reservation = self.deps.index.owned(user, reservation_id)?;
+        let date = self
+            .deps
+            .directory
+            .date(reservation.date_id)
+            .ok_or(Error::Unavailable)?;
+        let command = RefundCommand {
+            user,
+            reservation_id,
+            refund_id: RefundId(uuid::Uuid::new_v4()),
+            balance: self.shard.balance(user),
+            reason,
+        };
+        let refund = date.handle.refund(command).await?;
+        self.shard.replay_refund(&refund);
+        batch.push(Event::Refunded(refund.clone()));
+        Ok(refund)
     }
 
     fn charge(
@@ -287,6 +349,7 @@ impl Gated for WalletMessage {
         match self {
             WalletMessage::Charge { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
             WalletMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            WalletMessage::Refund { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
             read @ (WalletMessage::Balance { .. } | WalletMessage::Transactions { .. }) => {
                 return Some(read);
             }

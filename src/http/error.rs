@@ -1,7 +1,7 @@
 //! `ApiError`: the one place business rejections and engine errors become HTTP
 //! answers, all as `application/problem+json` (RFC 9457) with a `code` member.
 
-use crate::domain::{Rejection, SeatId};
+use crate::domain::{Rejection, SeatId, Timestamp};
 use crate::engine::Error;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,8 @@ pub struct ApiError {
     pub detail: String,
     /// The seats concerned, for seat errors.
     pub seat_ids: Option<Vec<SeatId>>,
+    /// When a ticket was first used, for `ALREADY_USED`.
+    pub used_at: Option<Timestamp>,
 }
 
 /// The problem document, as the OpenAPI schema shows it.
@@ -38,6 +40,10 @@ pub struct Problem {
     /// Seats concerned (`SEAT_UNAVAILABLE`, `SEAT_NOT_FOUND`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seat_ids: Option<Vec<SeatId>>,
+    /// When the ticket was first admitted (`ALREADY_USED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub used_at: Option<Timestamp>,
     /// The request's id (its `x-request-id`), on server errors: quote it when
     /// reporting one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +58,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             seat_ids: None,
+            used_at: None,
         }
     }
 
@@ -75,7 +82,11 @@ impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
         use StatusCode as S;
         let status = match &rejection {
-            Rejection::InvalidRequest(_) | Rejection::InvalidAmount(_) => S::BAD_REQUEST,
+            Rejection::InvalidRequest(_)
+            | Rejection::InvalidAmount(_)
+            | Rejection::TicketInvalid(_)
+            | Rejection::TicketVoid
+            | Rejection::TicketWrongDate { .. } => S::BAD_REQUEST,
             Rejection::ConcertNotFound
             | Rejection::DateNotFound
             | Rejection::SeatNotFound(_)
@@ -87,12 +98,22 @@ impl From<Rejection> for ApiError {
             | Rejection::AlreadyPaid
             | Rejection::ReservationExpired
             | Rejection::ReservationCancelled
-            | Rejection::BalanceLimit { .. } => S::CONFLICT,
+            | Rejection::BalanceLimit { .. }
+            | Rejection::NotPaid
+            | Rejection::AlreadyRefunded
+            | Rejection::RefundClosed(_)
+            | Rejection::SalesPaused
+            | Rejection::DateCancelled
+            | Rejection::AlreadyUsed { .. } => S::CONFLICT,
             Rejection::InsufficientBalance { .. } => S::PAYMENT_REQUIRED,
             Rejection::IdempotencyKeyReused => S::UNPROCESSABLE_ENTITY,
         };
         let detail = rejection.to_string();
         let code = rejection.code();
+        let used_at = match rejection {
+            Rejection::AlreadyUsed { used_at } => Some(used_at),
+            _ => None,
+        };
         let seat_ids = match rejection {
             Rejection::SeatNotFound(seats) | Rejection::SeatUnavailable(seats) => Some(seats),
             _ => None,
@@ -102,6 +123,7 @@ impl From<Rejection> for ApiError {
             code,
             detail,
             seat_ids,
+            used_at,
         }
     }
 }
@@ -141,6 +163,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             seat_ids: self.seat_ids,
+            used_at: self.used_at,
             request_id,
         };
         let body = serde_json::to_vec(&problem).expect("a problem always serializes");
@@ -200,6 +223,19 @@ mod tests {
                 limit: crate::domain::Won(1),
             },
             Rejection::IdempotencyKeyReused,
+            Rejection::NotPaid,
+            Rejection::AlreadyRefunded,
+            Rejection::RefundClosed(String::new()),
+            Rejection::SalesPaused,
+            Rejection::DateCancelled,
+            Rejection::TicketInvalid(String::new()),
+            Rejection::TicketVoid,
+            Rejection::TicketWrongDate {
+                actual: crate::domain::DateId(1),
+            },
+            Rejection::AlreadyUsed {
+                used_at: Timestamp::UNIX_EPOCH,
+            },
         ];
         for rejection in rejections {
             let error = ApiError::from(rejection.clone());

@@ -4,6 +4,7 @@
 //! them and answers everything else with problem+json (404 `NOT_FOUND`, 405).
 //! `AppState` holds handles only.
 
+pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod openapi;
 pub mod ops;
 pub mod queue;
 pub mod reservations;
+pub mod tickets;
 pub mod wallet;
 
 use crate::engine::Engine;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request authentication.
     pub auth: Arc<Auth>,
+    /// The key ticket codes are signed and checked with.
+    pub tickets: Arc<crate::domain::ticket::TicketKey>,
     /// What the observation layer needs.
     pub observe: Arc<Observe>,
     /// Every series `/metrics` shows.
@@ -61,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(reservations::router())
         .merge(wallet::router())
+        .merge(tickets::router())
+        .merge(admin::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {

@@ -65,7 +65,7 @@ pub struct ChargeBody {
 pub struct TransactionBody {
     /// The charge's or the payment's id.
     id: Uuid,
-    /// `CHARGE` or `PAYMENT`.
+    /// `CHARGE`, `PAYMENT` or `REFUND`.
     kind: TransactionKind,
     /// How much moved; positive for both kinds.
     amount: Won,
