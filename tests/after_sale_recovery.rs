@@ -1,0 +1,271 @@
+//! What follows a sale survives a restart: tickets (their codes still verify, a used
+//! one stays used), refunds, pauses and cancellations read the same after a clean
+//! restart, from the snapshot and from the log alone; and a date's cancellation cut
+//! short after its first step is finished by the next start, refunding nobody twice.
+
+mod common;
+
+use boxoffice::domain::DateId;
+use common::{ADMIN_KEY, RawBody, Server};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// How long any poll in this file may wait before the test fails.
+const POLL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A concert a month from the server's clock with `dates` dates of 20 seats at 100 won.
+async fn concert(server: &Server, dates: usize) -> (u64, Vec<u64>) {
+    let starts_at = (server.clock_now() + chrono::Duration::days(30)).to_rfc3339();
+    let dates: Vec<Value> = (0..dates)
+        .map(|_| {
+            json!({"startsAt": starts_at,
+                "sections": [{"name": "R", "rows": 2, "seatsPerRow": 10, "price": 100}]})
+        })
+        .collect();
+    let body = json!({"title": "T", "venue": "V", "dates": dates});
+    let created = server
+        .admin_post("/api/v1/admin/concerts", body)
+        .await
+        .expect(201);
+    let ids = created["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    (created["id"].as_u64().unwrap(), ids)
+}
+
+async fn buy(server: &Server, concert: u64, date: u64, user: u64, seats: &[u64]) -> String {
+    server.admit(concert, user).await;
+    let held = server.hold(user, date, seats).await.expect(201);
+    let id = held["id"].as_str().unwrap().to_owned();
+    server.charge(user, held["amount"].as_u64().unwrap()).await;
+    server.pay(user, &id).await.expect(201);
+    id
+}
+
+async fn admin(server: &Server, method: reqwest::Method, path: &str) -> common::Answer {
+    let body = (method == reqwest::Method::POST).then(|| RawBody::Json(json!(null)));
+    server.send(method, path, Some(ADMIN_KEY), body, &[]).await
+}
+
+async fn check_in(server: &Server, code: &Value) -> common::Answer {
+    let body = Some(RawBody::Json(json!({"code": code})));
+    let path = "/api/v1/admin/checkins";
+    server
+        .send(reqwest::Method::POST, path, Some(ADMIN_KEY), body, &[])
+        .await
+}
+
+const USERS: u64 = 6;
+
+/// Date A: users 1 to 3 paid, user 1 used a ticket, user 2 refunded, sales paused.
+/// Date B: users 4 and 5 paid, user 6 held, then the date was cancelled.
+async fn populate(server: &Server) -> (u64, Vec<u64>) {
+    let (concert, dates) = concert(server, 2).await;
+    let (a, b) = (dates[0], dates[1]);
+    for user in 1..=3 {
+        buy(server, concert, a, user, &[user * 2 - 1, user * 2]).await;
+    }
+    let tickets = server.get(1, "/api/v1/tickets").await.expect(200);
+    check_in(server, &tickets[0]["code"]).await.expect(200);
+    let refunded = server.get(2, "/api/v1/reservations").await.expect(200);
+    let path = format!(
+        "/api/v1/reservations/{}/refund",
+        refunded[0]["id"].as_str().unwrap()
+    );
+    server.post(2, &path, json!(null)).await.expect(200);
+    let pause = format!("/api/v1/admin/dates/{a}/pause");
+    admin(server, reqwest::Method::POST, &pause)
+        .await
+        .expect(200);
+    for user in 4..=5 {
+        buy(server, concert, b, user, &[user]).await;
+    }
+    server.admit(concert, 6).await;
+    server.hold(6, b, &[9]).await.expect(201);
+    let cancel = format!("/api/v1/admin/dates/{b}/cancel");
+    admin(server, reqwest::Method::POST, &cancel)
+        .await
+        .expect(200);
+    (concert, dates)
+}
+
+/// Everything a user or the operator can read about the scenario.
+async fn reads(server: &Server, concert: u64, dates: &[u64]) -> Vec<(String, Value)> {
+    let mut reads = Vec::new();
+    for user in 1..=USERS {
+        for path in [
+            "/api/v1/tickets",
+            "/api/v1/reservations",
+            "/api/v1/wallet",
+            "/api/v1/wallet/transactions",
+        ] {
+            let body = server.get(user, path).await.expect(200);
+            reads.push((format!("{path} as {user}"), body));
+        }
+    }
+    reads.push((
+        "dates".into(),
+        server
+            .get_public(&format!("/api/v1/concerts/{concert}/dates"))
+            .await
+            .expect(200),
+    ));
+    for date in dates {
+        for path in [
+            format!("/api/v1/admin/dates/{date}/sales"),
+            format!("/api/v1/admin/dates/{date}/reservations"),
+        ] {
+            let body = admin(server, reqwest::Method::GET, &path).await.expect(200);
+            reads.push((path, body));
+        }
+    }
+    reads
+}
+
+fn assert_same(before: &[(String, Value)], after: &[(String, Value)]) {
+    assert_eq!(before.len(), after.len());
+    for ((what, b), (_, a)) in before.iter().zip(after) {
+        assert_eq!(b, a, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn tickets_refunds_pauses_and_cancellations_read_the_same_after_restarts() {
+    let server = Server::start().await;
+    let (concert, dates) = populate(&server).await;
+    let before = reads(&server, concert, &dates).await;
+
+    let server = server.restart().await;
+    assert_eq!(server.replayed(), 0, "from the snapshot");
+    assert_same(&before, &reads(&server, concert, &dates).await);
+
+    let mut server = server;
+    server.stop().await;
+    for snapshot in server.data_files(".snapshot") {
+        std::fs::remove_file(snapshot).unwrap();
+    }
+    let server = server.restart().await;
+    assert_eq!(
+        server.replayed(),
+        server.recovered_seq(),
+        "from the log alone"
+    );
+    assert_same(&before, &reads(&server, concert, &dates).await);
+
+    // Codes signed before the restarts still verify; a used ticket stays used.
+    let tickets = server.get(1, "/api/v1/tickets").await.expect(200);
+    let again = check_in(&server, &tickets[0]["code"]).await;
+    again.assert_problem(409, "ALREADY_USED");
+    assert_eq!(again.body["usedAt"], tickets[0]["usedAt"]);
+    check_in(&server, &tickets[1]["code"]).await.expect(200);
+    let void = server.get(4, "/api/v1/tickets").await.expect(200);
+    check_in(&server, &void[0]["code"])
+        .await
+        .assert_problem(400, "TICKET_VOID");
+    server
+        .hold(3, dates[0], &[11])
+        .await
+        .assert_problem(403, "NOT_ADMITTED");
+    server.admit(concert, 3).await;
+    server
+        .hold(3, dates[0], &[11])
+        .await
+        .assert_problem(409, "SALES_PAUSED");
+}
+
+/// Polls until every reservation in `paid` reads `REFUNDED`.
+async fn await_refunded(server: &Server, paid: &[(u64, String)]) {
+    let deadline = Instant::now() + POLL_DEADLINE;
+    for (user, id) in paid {
+        loop {
+            let path = format!("/api/v1/reservations/{id}");
+            let status = server.get(*user, &path).await.expect(200)["status"].clone();
+            if status == "REFUNDED" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} of {user} is {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Each user's ledger holds exactly one refund of their reservation, and the balance
+/// is the price paid back.
+async fn assert_refunded_once(server: &Server, paid: &[(u64, String)]) {
+    for (user, id) in paid {
+        let ledger = server
+            .get(*user, "/api/v1/wallet/transactions")
+            .await
+            .expect(200);
+        let refunds: Vec<&Value> = ledger
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "REFUND")
+            .collect();
+        assert_eq!(refunds.len(), 1, "user {user} is refunded exactly once");
+        assert_eq!(refunds[0]["reservationId"], id.as_str());
+        assert_eq!(server.balance(*user).await, 100);
+    }
+}
+
+async fn cancellation_cut_short_is_finished_at_start(from_log_alone: bool) {
+    let mut server = Server::start().await;
+    let (concert, dates) = concert(&server, 1).await;
+    let date = dates[0];
+    let mut paid = Vec::new();
+    for user in 1..=10 {
+        paid.push((user, buy(&server, concert, date, user, &[user]).await));
+    }
+    // The first step of a cancellation alone, as a crash right after it leaves it.
+    let entry = server.engine.date_entry(DateId(date)).unwrap();
+    let left = entry.handle.cancel_date().await.unwrap();
+    assert_eq!(left.to_refund.len(), 10);
+    // Some were refunded before the crash (here by their holders).
+    for (user, id) in &paid[..3] {
+        let path = format!("/api/v1/reservations/{id}/refund");
+        server.post(*user, &path, json!(null)).await.expect(200);
+    }
+    server.stop().await;
+    if from_log_alone {
+        for snapshot in server.data_files(".snapshot") {
+            std::fs::remove_file(snapshot).unwrap();
+        }
+    }
+
+    let server = server.restart().await;
+    await_refunded(&server, &paid).await;
+    assert_refunded_once(&server, &paid).await;
+    let sales = admin(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/v1/admin/dates/{date}/sales"),
+    )
+    .await
+    .expect(200);
+    assert_eq!(sales["cancelled"], true);
+    assert_eq!(sales["totals"]["available"], 20);
+    assert_eq!(sales["totals"]["refunds"], 1000);
+    assert_eq!(sales["holds"]["refunded"], 10);
+
+    // Another start, and another cancel: nothing is refunded twice.
+    let server = server.restart().await;
+    let cancel = format!("/api/v1/admin/dates/{date}/cancel");
+    admin(&server, reqwest::Method::POST, &cancel)
+        .await
+        .expect(200);
+    assert_refunded_once(&server, &paid).await;
+}
+
+#[tokio::test]
+async fn a_cancellation_cut_short_is_finished_by_the_next_start_from_the_snapshot() {
+    cancellation_cut_short_is_finished_at_start(false).await;
+}
+
+#[tokio::test]
+async fn a_cancellation_cut_short_is_finished_by_the_next_start_from_the_log_alone() {
+    cancellation_cut_short_is_finished_at_start(true).await;
+}
