@@ -46,7 +46,7 @@ async fn buy(server: &Server, concert: u64, date: u64, user: u64, seats: &[u64])
 }
 
 async fn admin(server: &Server, method: reqwest::Method, path: &str) -> common::Answer {
-    let body = (method == reqwest::Method::POST).then(|| RawBody::Json(json!(null)));
+    let body = (method == reqwest::Method::POST).then_some(RawBody::Json(json!(null)));
     server.send(method, path, Some(ADMIN_KEY), body, &[]).await
 }
 
