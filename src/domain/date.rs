@@ -616,7 +616,7 @@ impl DateState {
             if now >= self.refund_deadline() {
                 return Err(Rejection::RefundClosed(format!(
                     "refunds closed at {}",
-                    self.refund_deadline().to_rfc3339()
+                    super::rejection::rfc3339(&self.refund_deadline())
                 )));
             }
             if !reservation.admitted.is_empty() {

@@ -93,7 +93,7 @@ pub enum Rejection {
         actual: DateId,
     },
     /// 409 `ALREADY_USED`: the ticket was admitted before, at `used_at`.
-    #[error("the ticket was already used at {used_at}")]
+    #[error("the ticket was already used at {}", rfc3339(.used_at))]
     AlreadyUsed {
         /// When it was admitted.
         used_at: Timestamp,
@@ -132,6 +132,11 @@ impl Rejection {
             Rejection::AlreadyUsed { .. } => "ALREADY_USED",
         }
     }
+}
+
+/// An instant as the API writes it (`2026-12-24T19:00:00Z`).
+pub fn rfc3339(at: &Timestamp) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 fn list(seats: &[SeatId]) -> String {
