@@ -218,7 +218,7 @@ async fn a_refund_returns_the_money_frees_the_seats_and_voids_the_tickets() {
     let again = server.post(1, &path, json!(null)).await;
     again.assert_problem(409, "ALREADY_REFUNDED");
     assert_eq!(server.balance(1).await, 200);
-    // Only a paid reservation is refunded; a refunded one cannot be paid again.
+    // Only a paid reservation is refunded; a refunded one is not paid or released again.
     server.admit(concert, 1).await;
     let held = server.hold(1, date, &[3]).await.expect(201);
     let held_path = format!(
@@ -232,7 +232,11 @@ async fn a_refund_returns_the_money_frees_the_seats_and_voids_the_tickets() {
     server
         .pay(1, &reservation)
         .await
-        .assert_problem(409, "ALREADY_PAID");
+        .assert_problem(409, "ALREADY_REFUNDED");
+    server
+        .delete(1, &format!("/api/v1/reservations/{reservation}"))
+        .await
+        .assert_problem(409, "ALREADY_REFUNDED");
     // The freed seats sell again.
     server.admit(concert, 2).await;
     server.hold(2, date, &[1, 2]).await.expect(201);
@@ -663,4 +667,36 @@ async fn the_openapi_document_lists_what_follows_a_sale() {
             .get("scanner")
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn a_refund_after_a_sell_out_reopens_the_waiting_room() {
+    let server = Server::start().await;
+    let starts_at = (server.clock_now() + chrono::Duration::days(30)).to_rfc3339();
+    let body = json!({"title": "Tiny", "venue": "Room", "dates": [{"startsAt": starts_at,
+        "sections": [{"name": "A", "rows": 1, "seatsPerRow": 1, "price": 10}]}]});
+    let created = server
+        .admin_post("/api/v1/admin/concerts", body)
+        .await
+        .expect(201);
+    let (concert, date) = (
+        created["id"].as_u64().unwrap(),
+        created["dates"][0]["id"].as_u64().unwrap(),
+    );
+    let sold = buy(&server, concert, date, 1, &[1]).await;
+    let queue = format!("/api/v1/concerts/{concert}/queue");
+    let entry = server.post(2, &queue, json!(null)).await.expect(201);
+    assert_eq!(entry["status"], "SOLD_OUT");
+
+    server
+        .post(
+            1,
+            &format!("/api/v1/reservations/{sold}/refund"),
+            json!(null),
+        )
+        .await
+        .expect(200);
+    let entry = server.post(2, &queue, json!(null)).await.expect(201);
+    assert_eq!(entry["status"], "ACTIVE");
+    server.hold(2, date, &[1]).await.expect(201);
 }

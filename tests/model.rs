@@ -356,7 +356,8 @@ impl SaleModel {
             .ok_or(Rejection::ReservationNotFound)?;
         let r = &mut self.reservations[index];
         match r.status {
-            ReservationStatus::Paid | ReservationStatus::Refunded => Err(Rejection::AlreadyPaid),
+            ReservationStatus::Paid => Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => Err(Rejection::AlreadyRefunded),
             ReservationStatus::Held => {
                 r.status = ReservationStatus::Cancelled;
                 for s in &r.seats {
@@ -402,9 +403,8 @@ impl SaleModel {
         let balance = self.balances.get(&user).copied().unwrap_or(0);
         let r = &mut self.reservations[index];
         match r.status {
-            ReservationStatus::Paid | ReservationStatus::Refunded => {
-                return Err(Rejection::AlreadyPaid);
-            }
+            ReservationStatus::Paid => return Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => return Err(Rejection::AlreadyRefunded),
             ReservationStatus::Cancelled => return Err(Rejection::ReservationCancelled),
             ReservationStatus::Expired => return Err(Rejection::ReservationExpired),
             ReservationStatus::Held => {}

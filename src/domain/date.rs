@@ -552,7 +552,8 @@ impl DateState {
     ) -> Result<Option<DateEvent>, Rejection> {
         self.assert_swept(now);
         match self.owned_reservation(user, reservation_id)?.status {
-            ReservationStatus::Paid | ReservationStatus::Refunded => Err(Rejection::AlreadyPaid),
+            ReservationStatus::Paid => Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => Err(Rejection::AlreadyRefunded),
             ReservationStatus::Cancelled | ReservationStatus::Expired => Ok(None),
             ReservationStatus::Held => {
                 let event = DateEvent::HoldCancelled {
@@ -571,9 +572,8 @@ impl DateState {
         self.assert_swept(now);
         let reservation = self.owned_reservation(command.user, command.reservation_id)?;
         match reservation.status {
-            ReservationStatus::Paid | ReservationStatus::Refunded => {
-                return Err(Rejection::AlreadyPaid);
-            }
+            ReservationStatus::Paid => return Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => return Err(Rejection::AlreadyRefunded),
             ReservationStatus::Cancelled => return Err(Rejection::ReservationCancelled),
             ReservationStatus::Expired => return Err(Rejection::ReservationExpired),
             ReservationStatus::Held => {}
@@ -1299,7 +1299,11 @@ mod tests {
         }
         assert_eq!(
             pay(&mut date, 1, 1, 1000, t(12)),
-            Err(Rejection::AlreadyPaid)
+            Err(Rejection::AlreadyRefunded)
+        );
+        assert_eq!(
+            date.cancel(UserId(1), rid(1), t(12)),
+            Err(Rejection::AlreadyRefunded)
         );
     }
 

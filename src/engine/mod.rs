@@ -439,7 +439,17 @@ impl Engine {
     /// [`REFUNDS_IN_FLIGHT_MAX`] at once. Calling it again (or a restart, see
     /// [`Engine::finish_cancellations`]) refunds what a failure left; a reservation is
     /// never refunded twice (its date refuses). Answers how many this call refunded.
-    pub async fn cancel_date(&self, date: DateId) -> Result<u64, Error> {
+    ///
+    /// It runs in a task of its own: a caller that stops waiting (an HTTP client gone)
+    /// does not stop the refunds.
+    pub async fn cancel_date(self: &Arc<Self>, date: DateId) -> Result<u64, Error> {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.run_cancellation(date).await })
+            .await
+            .unwrap_or(Err(Error::Unavailable))
+    }
+
+    async fn run_cancellation(&self, date: DateId) -> Result<u64, Error> {
         let entry = self.date_entry(date)?;
         let cancellation = entry.handle.cancel_date().await?;
         if let Ok(concert) = self.concert(entry.view.date.concert_id) {

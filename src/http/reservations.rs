@@ -164,7 +164,7 @@ pub async fn get_one(
         (status = 204, description = "Released (or already cancelled or expired)"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "ALREADY_PAID", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "ALREADY_PAID, or ALREADY_REFUNDED for one paid and refunded", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(
     User(user): User,
