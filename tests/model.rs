@@ -10,7 +10,8 @@
 //!   equals balances plus paid), nobody exceeds the per-user seat limit, a ticket is
 //!   admitted at most once, a reservation refunded at most once; and replaying what was
 //!   logged rebuilds the same date;
-//! - the waiting room (joins, leaves, polls, holds, payments, sell-out, time): waiting
+//! - the waiting room (joins, leaves, polls, holds, payments, sell-out and reopening
+//!   after a refund, time): waiting
 //!   positions are exactly 1..=n in join order, never more than the cap are active, and
 //!   no slot stays free while someone waits.
 
@@ -742,9 +743,14 @@ enum RoomCommand {
     Join(u64),
     Leave(u64),
     Poll(u64),
-    NoteHold { user: u64, secs: i64 },
+    NoteHold {
+        user: u64,
+        secs: i64,
+    },
     Pay(u64),
     SoldOut,
+    /// A refund gives the sold-out concert a seat again.
+    SeatsBack,
     Advance(i64),
 }
 
@@ -757,6 +763,7 @@ fn room_command() -> impl Strategy<Value = RoomCommand> {
         1 => (user.clone(), 1..=ACTIVE_TTL_SECS + 20).prop_map(|(user, secs)| RoomCommand::NoteHold { user, secs }),
         1 => user.prop_map(RoomCommand::Pay),
         1 => Just(RoomCommand::SoldOut),
+        1 => Just(RoomCommand::SeatsBack),
         3 => (0..=IDLE_SECS + 20).prop_map(RoomCommand::Advance),
     ]
 }
@@ -840,6 +847,9 @@ impl RoomModel {
                     e.status = EntryStatus::SoldOut;
                 }
             }
+        } else if !sold_out && self.sold_out {
+            self.sold_out = false;
+            self.admit(now);
         }
     }
 }
@@ -958,6 +968,7 @@ proptest! {
                     }
                 }
                 RoomCommand::SoldOut => sold_out = true,
+                RoomCommand::SeatsBack => sold_out = false,
                 RoomCommand::Advance(secs) => now += Duration::seconds(secs),
             }
             real.advance(now, sold_out);
