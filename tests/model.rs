@@ -11,9 +11,8 @@
 //!   admitted at most once, a reservation refunded at most once; and replaying what was
 //!   logged rebuilds the same date;
 //! - the waiting room (joins, leaves, polls, holds, payments, sell-out and reopening
-//!   after a refund, time): waiting
-//!   positions are exactly 1..=n in join order, never more than the cap are active, and
-//!   no slot stays free while someone waits.
+//!   after a refund, time): waiting positions are exactly 1..=n in join order, never
+//!   more than the cap are active, and no slot stays free while someone waits.
 
 use boxoffice::domain::catalog::{
     CatalogCommand, CatalogRules, CatalogState, ConcertSpec, DateSpec, SectionSpec,
