@@ -221,3 +221,159 @@ pub fn reservations_page(
     let next = more.then(|| matching.last().map(|r| r.id)).flatten();
     Ok((matching.into_iter().cloned().collect(), next))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::catalog::{
+        CatalogCommand, CatalogRules, CatalogState, ConcertSpec, DateSpec, SectionSpec,
+    };
+    use crate::domain::date::{DateRules, Hold, Pay, RefundCommand, RefundReason};
+    use crate::domain::{PaymentId, RefundId, SeatId};
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn t(secs: i64) -> Timestamp {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn rid(n: u128) -> ReservationId {
+        ReservationId(uuid::Uuid::from_u128(n))
+    }
+
+    /// Sections A (seats 1 to 3, 100 won) and B (seats 4 to 5, 50 won).
+    fn date() -> DateState {
+        let section = |name: &str, seats, price| SectionSpec {
+            name: name.into(),
+            rows: 1,
+            seats_per_row: seats,
+            price,
+        };
+        let spec = ConcertSpec {
+            title: "t".into(),
+            venue: "v".into(),
+            dates: vec![DateSpec {
+                starts_at: t(100_000),
+                sections: vec![section("A", 3, 100), section("B", 2, 50)],
+            }],
+        };
+        let mut catalog = CatalogState::default();
+        let rules = CatalogRules {
+            seats_per_date_max: 100,
+        };
+        catalog
+            .apply(CatalogCommand::Create(spec), rules, t(0))
+            .unwrap();
+        let layout = catalog.concert(ConcertId(1)).unwrap().dates[0]
+            .layout
+            .clone();
+        let rules = DateRules {
+            hold_ttl: Duration::seconds(300),
+            seats_per_reservation_max: 4,
+            seats_per_user_max: 4,
+            refund_closes_before: Duration::seconds(3600),
+        };
+        DateState::new(DateId(1), ConcertId(1), t(100_000), layout, rules)
+    }
+
+    fn hold(date: &mut DateState, user: u64, seats: &[u32], n: u128, now: Timestamp) {
+        date.expire_due(now);
+        let seats = seats.iter().map(|&s| SeatId(s)).collect();
+        let command = Hold {
+            user: UserId(user),
+            seats,
+            reservation_id: rid(n),
+        };
+        date.hold(command, now).unwrap();
+    }
+
+    fn pay(date: &mut DateState, user: u64, n: u128, now: Timestamp) {
+        let command = Pay {
+            user: UserId(user),
+            reservation_id: rid(n),
+            payment_id: PaymentId(uuid::Uuid::from_u128(n)),
+            balance: Won(1_000),
+            idempotency_key: None,
+        };
+        date.pay(command, now).unwrap();
+    }
+
+    /// User 1 paid A1 and B4 (admitted at A1); user 2 paid A2, then refunded it;
+    /// user 3 holds B5; user 4's hold of A3 expired.
+    fn trading() -> DateState {
+        let mut date = date();
+        hold(&mut date, 1, &[1, 4], 1, t(0));
+        pay(&mut date, 1, 1, t(1));
+        date.admit(rid(1), SeatId(1), t(2)).unwrap();
+        hold(&mut date, 2, &[2], 2, t(3));
+        pay(&mut date, 2, 2, t(4));
+        let refund = RefundCommand {
+            user: UserId(2),
+            reservation_id: rid(2),
+            refund_id: RefundId(uuid::Uuid::from_u128(9)),
+            balance: Won(0),
+            reason: RefundReason::Requested,
+        };
+        date.refund(refund, t(5)).unwrap();
+        hold(&mut date, 4, &[3], 4, t(6));
+        hold(&mut date, 3, &[5], 3, t(400));
+        date
+    }
+
+    #[test]
+    fn sales_are_counted_by_section_and_agree_with_the_seats() {
+        let sales = date_sales(&trading());
+        let a = &sales.sections[0].figures;
+        assert_eq!((a.seats_total, a.available, a.held, a.sold), (3, 2, 0, 1));
+        assert_eq!((a.admitted, a.revenue, a.refunds), (1, Won(100), Won(100)));
+        let b = &sales.sections[1].figures;
+        assert_eq!((b.available, b.held, b.sold, b.revenue), (0, 1, 1, Won(50)));
+        assert_eq!(sales.totals.revenue, Won(150));
+        let holds = sales.holds;
+        assert_eq!(
+            (
+                holds.placed,
+                holds.live,
+                holds.expired,
+                holds.converted,
+                holds.refunded
+            ),
+            (4, 1, 1, 2, 1)
+        );
+    }
+
+    #[test]
+    fn reservations_come_in_pages_oldest_first_with_filters() {
+        let date = trading();
+        let page = |after, limit| {
+            let filter = ReservationFilter {
+                after,
+                limit,
+                ..ReservationFilter::default()
+            };
+            reservations_page(&date, &filter).unwrap()
+        };
+        let (first, next) = page(None, 3);
+        let ids: Vec<_> = first.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [rid(1), rid(2), rid(4)]);
+        assert_eq!(next, Some(rid(4)));
+        let (rest, next) = page(next, 3);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(next, None);
+        let refunded = ReservationFilter {
+            status: Some(ReservationStatus::Refunded),
+            limit: 10,
+            ..ReservationFilter::default()
+        };
+        let (list, _) = reservations_page(&date, &refunded).unwrap();
+        assert_eq!(list[0].id, rid(2));
+        let unknown = ReservationFilter {
+            after: Some(rid(77)),
+            limit: 10,
+            ..ReservationFilter::default()
+        };
+        assert!(matches!(
+            reservations_page(&date, &unknown),
+            Err(Rejection::InvalidRequest(_))
+        ));
+    }
+}
