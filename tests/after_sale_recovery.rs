@@ -269,3 +269,77 @@ async fn a_cancellation_cut_short_is_finished_by_the_next_start_from_the_snapsho
 async fn a_cancellation_cut_short_is_finished_by_the_next_start_from_the_log_alone() {
     cancellation_cut_short_is_finished_at_start(true).await;
 }
+
+/// Holds of seats that refunds free, sent while the refunds are under way, reach the
+/// log after the refunds: the log alone replays (a hold logged first would find its
+/// seat still sold and stop the start). The refunds share one wallet shard (user ids
+/// 16 apart), so that shard is busy with all of them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn holds_racing_the_refunds_that_free_their_seats_replay_from_the_log() {
+    let server = std::sync::Arc::new(Server::start().await);
+    // Two dates, so that selling out the first does not end the waiting room.
+    let (concert, dates) = concert(&server, 2).await;
+    let date = dates[0];
+    let racers: Vec<u64> = (1000..1020).collect();
+    for &user in &racers {
+        server.admit(concert, user).await;
+    }
+    let mut paid = Vec::new();
+    for seat in 1..=20u64 {
+        let owner = 1 + 16 * seat;
+        paid.push((owner, buy(&server, concert, date, owner, &[seat]).await));
+    }
+    let refunds = paid.iter().map(|(owner, id)| {
+        let (server, owner) = (server.clone(), *owner);
+        let path = format!("/api/v1/reservations/{id}/refund");
+        tokio::spawn(async move { server.post(owner, &path, json!(null)).await })
+    });
+    let holds = racers.iter().enumerate().map(|(i, &user)| {
+        let server = server.clone();
+        let seat = i as u64 + 1;
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                if server.hold(user, date, &[seat]).await.status == 201 {
+                    return true;
+                }
+            }
+            false
+        })
+    });
+    let (refunds, holds) = tokio::join!(
+        futures::future::join_all(refunds),
+        futures::future::join_all(holds)
+    );
+    for refund in refunds {
+        refund.unwrap().expect(200);
+    }
+    let won = holds.into_iter().filter(|h| *h.as_ref().unwrap()).count();
+    assert!(won > 0, "some holds won freed seats");
+
+    let before = admin(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/v1/admin/dates/{date}/sales"),
+    )
+    .await
+    .expect(200);
+    let mut server = std::sync::Arc::into_inner(server).expect("the last handle");
+    server.stop().await;
+    for snapshot in server.data_files(".snapshot") {
+        std::fs::remove_file(snapshot).unwrap();
+    }
+    let server = server.restart().await;
+    assert_eq!(
+        server.replayed(),
+        server.recovered_seq(),
+        "from the log alone"
+    );
+    let after = admin(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/v1/admin/dates/{date}/sales"),
+    )
+    .await
+    .expect(200);
+    assert_eq!(before, after);
+}

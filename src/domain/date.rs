@@ -602,8 +602,8 @@ impl DateState {
 
     /// Refunds a paid reservation: the seats become available again and its tickets
     /// void. A holder's request must come before the refund deadline and before any of
-    /// its tickets was used; a cancellation refunds regardless. The caller credits the
-    /// wallet with the returned refund and logs it as one event.
+    /// its tickets was used; a cancellation refunds regardless. The returned refund is
+    /// logged as one event, and the payer's wallet credited with it.
     pub fn refund(&mut self, command: RefundCommand, now: Timestamp) -> Result<Refund, Rejection> {
         self.assert_swept(now);
         let reservation = self.owned_reservation(command.user, command.reservation_id)?;

@@ -5,8 +5,9 @@
 //! [`DateState`], updates the read views, and hands the events and replies to the
 //! journal. A ticker records expiries even when no message comes.
 //!
-//! Besides the sale it owns what happens after it on this date: refunds (the seat side,
-//! for the payer's wallet actor, which logs them), admissions at the door (one owner,
+//! Besides the sale it owns what happens after it on this date: refunds (asked by the
+//! payer's wallet actor, which vouches for the balance; logged here, since what this
+//! date logs next may build on the freed seats), admissions at the door (one owner,
 //! so concurrent scans of one ticket serialize here and exactly one is admitted),
 //! pausing and cancelling sales, and the operator's reports, which it computes between
 //! batches from its state.
@@ -144,8 +145,9 @@ impl DateHandle {
         mailbox::call(&self.mailbox, |reply| DateMessage::Pay { command, reply }).await
     }
 
-    /// Frees a paid reservation's seats against the balance the wallet vouches for.
-    /// The caller (the payer's wallet actor) logs the returned refund.
+    /// Frees a paid reservation's seats against the balance the wallet vouches for, and
+    /// logs the refund; answers once it is durable. The caller (the payer's wallet
+    /// actor) then credits the wallet.
     pub async fn refund(&self, command: RefundCommand) -> Result<Refund, Error> {
         mailbox::call(&self.mailbox, |reply| DateMessage::Refund {
             command,
@@ -280,10 +282,11 @@ impl DateActor {
             DateMessage::Refund { command, reply } => {
                 let result = self.state.refund(command, now).inspect(|refund| {
                     self.show_freed(refund.reservation_id);
+                    batch.push(Event::Refunded(refund.clone()));
                 });
-                // Answered with the batch, unlike a payment: this batch may hold an
-                // admission of the same reservation, which must reach the log before
-                // the refund the wallet logs once it hears back.
+                // Logged here, unlike a payment: a later hold of a freed seat must
+                // follow the refund in the log. The payer's wallet, waiting for this
+                // answer, credits the money once the batch is durable.
                 batch.reply(reply, result.map_err(Error::from));
             }
             other => self.handle_operation(other, now, batch),

@@ -7,10 +7,14 @@
 //! one [`Event::Paid`] that records the seats, the debit and the queue entry. Once that
 //! record is durable the payer's queue entry is completed, and then the payer is told.
 //!
-//! A refund runs the same way the other way round: the shard asks the date actor to
-//! free the seats of the paid reservation, credits the same amount, and logs the one
-//! [`Event::Refunded`] that records both; the date refuses a second refund of the same
-//! reservation, so refunds that race (the holder's, a cancellation's) give one.
+//! A refund is the mirror image, with one difference: the date actor logs the one
+//! [`Event::Refunded`] that records the freed seats and the credit, because what the
+//! date logs next (a hold of a freed seat) must follow it in the log. So the shard
+//! first hands the log what it has done so far in its batch (the balance it vouches
+//! for must be durable before the refund that builds on it), then asks the date, and
+//! credits the wallet in memory once the refund is durable. The date refuses a second
+//! refund of the same reservation, so refunds that race (the holder's, a
+//! cancellation's) give one.
 //! Talks to: date and queue actors (never the other way round), and the journal.
 
 use super::catalog::Directory;
@@ -249,9 +253,11 @@ impl WalletActor {
             balance: self.shard.balance(user),
             reason,
         };
+        // What this batch changed so far goes to the log ahead of the refund.
+        self.deps.journal.submit(std::mem::take(batch)).await;
+        // Answered once the date's record of the refund is durable.
         let refund = date.handle.refund(command).await?;
         self.shard.replay_refund(&refund);
-        batch.push(Event::Refunded(refund.clone()));
         Ok(refund)
     }
 
