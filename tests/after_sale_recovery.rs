@@ -343,3 +343,78 @@ async fn holds_racing_the_refunds_that_free_their_seats_replay_from_the_log() {
     .expect(200);
     assert_eq!(before, after);
 }
+
+/// Scans of tickets sent while their payments are under way (the codes signed by the
+/// test with the server's ticket secret, before any answer could show them) never
+/// reach the log ahead of the payments: the log alone replays. The payments share one
+/// wallet shard, so its batch is busy with all of them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scans_racing_the_payments_of_their_tickets_replay_from_the_log() {
+    use boxoffice::domain::ticket::{Claim, TicketKey};
+    use boxoffice::domain::{ReservationId, SeatId};
+    let server = std::sync::Arc::new(Server::start().await);
+    let (concert, dates) = concert(&server, 1).await;
+    let date = dates[0];
+    let secret = std::fs::read_to_string(server.dir.path().join("ticket-secret")).unwrap();
+    let key = TicketKey::new(secret.trim());
+    let mut held = Vec::new();
+    for seat in 1..=20u64 {
+        let user = 1 + 16 * seat;
+        server.admit(concert, user).await;
+        let reservation = server.hold(user, date, &[seat]).await.expect(201);
+        server.charge(user, 100).await;
+        let id = reservation["id"].as_str().unwrap().to_owned();
+        let claim = Claim {
+            date_id: boxoffice::domain::DateId(date),
+            seat_id: SeatId(seat as u32),
+            reservation_id: ReservationId(id.parse().unwrap()),
+        };
+        held.push((user, id, key.sign(&claim)));
+    }
+    let payments = held.iter().map(|(user, id, _)| {
+        let (server, user, id) = (server.clone(), *user, id.clone());
+        tokio::spawn(async move { server.pay(user, &id).await })
+    });
+    let scans = held.iter().map(|(_, _, code)| {
+        let (server, code) = (server.clone(), code.clone());
+        tokio::spawn(async move {
+            for _ in 0..500 {
+                let answer = check_in(&server, &json!(code)).await;
+                if answer.status == 200 {
+                    return true;
+                }
+                answer.assert_problem(400, "TICKET_INVALID");
+            }
+            false
+        })
+    });
+    let (payments, scans) = tokio::join!(
+        futures::future::join_all(payments),
+        futures::future::join_all(scans)
+    );
+    for payment in payments {
+        payment.unwrap().expect(201);
+    }
+    assert!(scans.into_iter().all(|s| s.unwrap()), "every ticket got in");
+
+    let sales = format!("/api/v1/admin/dates/{date}/sales");
+    let before = admin(&server, reqwest::Method::GET, &sales)
+        .await
+        .expect(200);
+    assert_eq!(before["totals"]["admitted"], 20);
+    let mut server = std::sync::Arc::into_inner(server).expect("the last handle");
+    server.stop().await;
+    for snapshot in server.data_files(".snapshot") {
+        std::fs::remove_file(snapshot).unwrap();
+    }
+    let server = server.restart().await;
+    assert_eq!(
+        server.replayed(),
+        server.recovered_seq(),
+        "from the log alone"
+    );
+    let after = admin(&server, reqwest::Method::GET, &sales)
+        .await
+        .expect(200);
+    assert_eq!(before, after);
+}

@@ -5,12 +5,15 @@
 //! [`DateState`], updates the read views, and hands the events and replies to the
 //! journal. A ticker records expiries even when no message comes.
 //!
-//! Besides the sale it owns what happens after it on this date: refunds (asked by the
-//! payer's wallet actor, which vouches for the balance; logged here, since what this
-//! date logs next may build on the freed seats), admissions at the door (one owner,
-//! so concurrent scans of one ticket serialize here and exactly one is admitted),
-//! pausing and cancelling sales, and the operator's reports, which it computes between
-//! batches from its state.
+//! Besides the sale it owns what happens after it on this date:
+//! - refunds, asked by the payer's wallet actor (which vouches for the balance) and
+//!   logged here, since what this date logs next may build on the freed seats;
+//! - admissions at the door: one owner, so concurrent scans of one ticket serialize
+//!   here and exactly one is admitted; a scan of a ticket whose payment the wallet has
+//!   not yet reported durable waits for that word, so no admission is logged ahead of
+//!   its payment;
+//! - pausing and cancelling sales, and the operator's reports, computed between
+//!   batches from its state.
 //! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
 
 use super::clock::Clock;
@@ -23,6 +26,7 @@ use crate::domain::date::{
 };
 use crate::domain::sales::{self, DateSales, ReservationFilter};
 use crate::domain::{Event, ReservationId, SeatId, Timestamp, UserId};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -60,6 +64,9 @@ enum DateMessage {
         reservation_id: ReservationId,
         seat_id: SeatId,
         reply: Reply<Reservation>,
+    },
+    PaymentDurable {
+        reservation_id: ReservationId,
     },
     Sales {
         reply: Reply<DateSales>,
@@ -109,7 +116,13 @@ impl DateHandle {
     /// Spawns the actor for `state` with a mailbox of `mailbox_len` messages.
     pub fn spawn(state: DateState, deps: DateDeps, mailbox_len: usize) -> Self {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
-        let actor = DateActor { state, deps, inbox };
+        let actor = DateActor {
+            state,
+            deps,
+            inbox,
+            unconfirmed: HashSet::new(),
+            parked: HashMap::new(),
+        };
         actor.load_views();
         tokio::spawn(actor.run());
         DateHandle { mailbox }
@@ -154,6 +167,15 @@ impl DateHandle {
             reply,
         })
         .await
+    }
+
+    /// Tells the date that the payment of a reservation is durable (the wallet logs
+    /// payments): scans of its tickets may now be admitted. Waits for room in the
+    /// mailbox however long it takes: a lost word would keep the tickets out.
+    pub async fn payment_durable(&self, reservation_id: ReservationId) {
+        let message = DateMessage::PaymentDurable { reservation_id };
+        // A date that is gone admits nobody anyway.
+        let _ = self.mailbox.send(message).await;
     }
 
     /// Pauses (`true`) or resumes sales.
@@ -203,6 +225,12 @@ struct DateActor {
     state: DateState,
     deps: DateDeps,
     inbox: mpsc::Receiver<DateMessage>,
+    /// Reservations paid here whose payment the wallet has not yet reported durable
+    /// (it logs the payment). Not state: after a restart every payment is durable.
+    unconfirmed: HashSet<ReservationId>,
+    /// Scans of tickets of unconfirmed payments, answered once the payment is durable,
+    /// so that no admission reaches the log ahead of the payment it admits.
+    parked: HashMap<ReservationId, Vec<(SeatId, Reply<Reservation>)>>,
 }
 
 impl DateActor {
@@ -273,6 +301,7 @@ impl DateActor {
             DateMessage::Pay { command, reply } => {
                 let result = self.state.pay(command, now).inspect(|payment| {
                     self.show(&[payment.reservation_id]);
+                    self.unconfirmed.insert(payment.reservation_id);
                 });
                 // Answered at once, not with the batch: this date logs nothing for a
                 // payment (the wallet logs it), and the reservation's SeatsHeld is
@@ -331,6 +360,29 @@ impl DateActor {
                         to_refund,
                     }),
                 );
+            }
+            DateMessage::Admit {
+                reservation_id,
+                seat_id,
+                reply,
+            } if self.unconfirmed.contains(&reservation_id) => {
+                let parked = self.parked.entry(reservation_id).or_default();
+                parked.push((seat_id, reply));
+            }
+            DateMessage::PaymentDurable { reservation_id } => {
+                self.unconfirmed.remove(&reservation_id);
+                for (seat_id, reply) in self.parked.remove(&reservation_id).unwrap_or_default() {
+                    if self.deps.journal.is_stopped() {
+                        batch.reply(reply, Err(Error::Unavailable));
+                        continue;
+                    }
+                    let message = DateMessage::Admit {
+                        reservation_id,
+                        seat_id,
+                        reply,
+                    };
+                    self.handle_operation(message, now, batch);
+                }
             }
             DateMessage::Admit {
                 reservation_id,
@@ -441,7 +493,10 @@ impl Gated for DateMessage {
             DateMessage::SetPaused { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
             DateMessage::CancelDate { reply } => batch.reply(reply, Err(Error::Unavailable)),
             DateMessage::Admit { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            read @ (DateMessage::Sales { .. } | DateMessage::Reservations { .. }) => {
+            read @ (DateMessage::Sales { .. }
+            | DateMessage::Reservations { .. }
+            | DateMessage::PaymentDurable { .. }) => {
+                // The last only releases parked scans, which are then refused.
                 return Some(read);
             }
         }

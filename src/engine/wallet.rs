@@ -324,7 +324,8 @@ impl WalletActor {
         Ok(Paid::Fresh(payment))
     }
 
-    /// Answers a payer once the payment is durable and the room has completed their
+    /// Answers a payer once the payment is durable, the date has heard so (it holds
+    /// back scans of the new tickets until then) and the room has completed their
     /// entry. The room hears of the payment only once it is durable, so nothing the
     /// room logs because of it can precede it in the log.
     fn reply_after_room(&self, payment: Payment, reply: Reply<Payment>, batch: &mut Batch) {
@@ -335,8 +336,14 @@ impl WalletActor {
             .directory
             .concert(payment.concert_id)
             .map(|c| c.queue.clone());
+        let date = self.deps.directory.date(payment.date_id);
         tokio::spawn(async move {
             let outcome = committed.await.unwrap_or(Err(Error::Unavailable));
+            if let Some(date) = date {
+                // Durable or not, the date stops holding back scans of its tickets
+                // (after a failed write they are refused, as every mutation is).
+                date.handle.payment_durable(payment.reservation_id).await;
+            }
             if outcome.is_ok()
                 && let Some(queue) = queue
             {
