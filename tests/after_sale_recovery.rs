@@ -418,3 +418,67 @@ async fn scans_racing_the_payments_of_their_tickets_replay_from_the_log() {
         .expect(200);
     assert_eq!(before, after);
 }
+
+/// Payments racing the cancellation of their date: each either lands before it (and
+/// is refunded by it) or is refused; the log alone replays, though a payment (logged
+/// by its wallet) may follow the cancellation in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_racing_the_cancellation_of_their_date_replay_from_the_log() {
+    let server = std::sync::Arc::new(Server::start().await);
+    let (concert, dates) = concert(&server, 2).await;
+    let date = dates[0];
+    let mut held = Vec::new();
+    for seat in 1..=20u64 {
+        let user = 1 + 16 * seat;
+        server.admit(concert, user).await;
+        let reservation = server.hold(user, date, &[seat]).await.expect(201);
+        server.charge(user, 100).await;
+        held.push((user, reservation["id"].as_str().unwrap().to_owned()));
+    }
+    let payments = held.iter().map(|(user, id)| {
+        let (server, user, id) = (server.clone(), *user, id.clone());
+        tokio::spawn(async move { server.pay(user, &id).await })
+    });
+    let cancel = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let path = format!("/api/v1/admin/dates/{date}/cancel");
+            admin(&server, reqwest::Method::POST, &path).await
+        })
+    };
+    let payments = futures::future::join_all(payments).await;
+    cancel.await.unwrap().expect(200);
+    for (answer, (user, _)) in payments.into_iter().zip(&held) {
+        let answer = answer.unwrap();
+        if answer.status != 201 {
+            answer.assert_problem(409, "RESERVATION_CANCELLED");
+        }
+        // Paid and refunded, or never paid: the money is back either way.
+        assert_eq!(server.balance(*user).await, 100);
+    }
+    // Every payment that got in before the cancellation is refunded by it.
+    let cancel = format!("/api/v1/admin/dates/{date}/cancel");
+    admin(&server, reqwest::Method::POST, &cancel)
+        .await
+        .expect(200);
+    let sales = format!("/api/v1/admin/dates/{date}/sales");
+    let before = admin(&server, reqwest::Method::GET, &sales)
+        .await
+        .expect(200);
+    assert_eq!(before["totals"]["sold"], 0);
+    let mut server = std::sync::Arc::into_inner(server).expect("the last handle");
+    server.stop().await;
+    for snapshot in server.data_files(".snapshot") {
+        std::fs::remove_file(snapshot).unwrap();
+    }
+    let server = server.restart().await;
+    assert_eq!(
+        server.replayed(),
+        server.recovered_seq(),
+        "from the log alone"
+    );
+    let after = admin(&server, reqwest::Method::GET, &sales)
+        .await
+        .expect(200);
+    assert_eq!(before, after);
+}
