@@ -14,6 +14,7 @@
 //!   its payment;
 //! - pausing and cancelling sales, and the operator's reports, computed between
 //!   batches from its state.
+//!
 //! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
 
 use super::clock::Clock;
