@@ -1,7 +1,9 @@
 //! What follows a sale survives a restart: tickets (their codes still verify, a used
 //! one stays used), refunds, pauses and cancellations read the same after a clean
-//! restart, from the snapshot and from the log alone; and a date's cancellation cut
-//! short after its first step is finished by the next start, refunding nobody twice.
+//! restart, from the snapshot and from the log alone; a date's cancellation cut short
+//! after its first step is finished by the next start, refunding nobody twice; and
+//! steps that race across owners (holds and refunds, scans and payments, payments and
+//! cancellations) reach the log in an order that replays.
 
 mod common;
 
