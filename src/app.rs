@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::domain::catalog::{ConcertSpec, DateSpec, SectionSpec};
+use crate::domain::ticket::TicketKey;
 use crate::engine::Engine;
 use crate::engine::clock::Clock;
 use crate::engine::feed::Feed;
@@ -80,7 +81,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         });
         (admin_key, jwt_secret)
     };
-    let auth = Arc::new(Auth::new(&admin_key, &jwt_secret));
+    let auth = Arc::new(
+        Auth::new(&admin_key, &jwt_secret).with_scanner_key(config.scanner_key.as_deref()),
+    );
+    let ticket_secret = match &config.ticket_secret {
+        Some(secret) => secret.clone(),
+        None => load_or_make_ticket_secret(&config.data_dir)?,
+    };
+    let tickets = Arc::new(TicketKey::new(&ticket_secret));
     let journal = Journal::durable(opened.log, opened.snapshots);
     let engine = Engine::start(rules, clock, journal, opened.image, engine_metrics);
     // Unless the operator set the JWT secret, nobody else can sign tokens: tell some.
@@ -128,6 +136,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     let state = AppState {
         engine: engine.clone(),
         auth: auth.clone(),
+        tickets,
         observe,
         registry: Arc::new(registry),
         feed,
@@ -197,16 +206,38 @@ impl DemoSecrets {
             jwt_secret: random_secret(),
         };
         let json = serde_json::to_vec_pretty(&secrets).expect("two strings serialize");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&path).map_err(StoreError::io(&path))?;
-        file.write_all(&json)
-            .and_then(|()| file.sync_all())
-            .map_err(StoreError::io(&path))?;
+        write_private(&path, &json)?;
         Ok(secrets)
     }
+}
+
+/// The file that keeps the ticket secret when none is configured.
+const TICKET_SECRET_FILE: &str = "ticket-secret";
+
+/// The ticket secret kept in the data directory, made on the first start: ticket codes
+/// must verify after a restart, demo or not.
+fn load_or_make_ticket_secret(dir: &Path) -> Result<String, StoreError> {
+    let path = dir.join(TICKET_SECRET_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && !text.trim().is_empty()
+    {
+        return Ok(text.trim().to_owned());
+    }
+    let secret = random_secret();
+    write_private(&path, secret.as_bytes())?;
+    Ok(secret)
+}
+
+/// Writes a file only its owner can read, and syncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(StoreError::io(path))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(StoreError::io(path))
 }
 
 fn random_secret() -> String {

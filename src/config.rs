@@ -70,6 +70,22 @@ pub struct Config {
     /// HS256 secret of user tokens.
     #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Key of door scanners (`Authorization: Bearer <key>` on check-ins only; the admin
+    /// key works too). Without it, only the admin key checks tickets in.
+    #[arg(long, env = "BOXOFFICE_SCANNER_KEY", hide_env_values = true)]
+    pub scanner_key: Option<String>,
+    /// Secret that signs ticket codes (HMAC-SHA256). Without it, one is made on the first
+    /// start and kept in the data directory (`ticket-secret`), so codes verify after a
+    /// restart.
+    #[arg(long, env = "BOXOFFICE_TICKET_SECRET", hide_env_values = true)]
+    pub ticket_secret: Option<String>,
+    /// A holder may refund a paid reservation until this long before the show starts.
+    #[arg(
+        long,
+        env = "BOXOFFICE_REFUND_UNTIL_SECS_BEFORE",
+        default_value_t = 86_400
+    )]
+    pub refund_until_secs_before: u32,
     /// How long a seat hold lasts.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
     pub hold_ttl_secs: u32,
@@ -228,6 +244,7 @@ impl Config {
                 hold_ttl: secs(self.hold_ttl_secs),
                 seats_per_reservation_max: self.max_seats_per_reservation as usize,
                 seats_per_user_max: self.max_seats_per_user,
+                refund_closes_before: secs(self.refund_until_secs_before),
             },
             queue: QueueRules {
                 active_max: self.queue_active_max,

@@ -1,5 +1,6 @@
 //! Contention over real HTTP on a multi-threaded runtime: many clients at once on one
-//! seat, one wallet, one reservation, one waiting room.
+//! seat, one wallet, one reservation, one waiting room, one ticket at many gates, one
+//! refund asked for many times or racing the cancellation of its date.
 
 mod common;
 
@@ -250,4 +251,167 @@ async fn a_crowd_joining_at_once_gets_the_cap_active_and_exact_positions_behind(
     assert_eq!(active, 50);
     positions.sort_unstable();
     assert_eq!(positions, (1..=150).collect::<Vec<_>>());
+}
+
+/// A concert a month from the server's clock, one date of 100 seats at 100 won; user 1
+/// has paid seats 1 and 2. Returns the server, the concert, the date and the reservation.
+async fn sold_setup(
+    adjust: impl FnOnce(&mut boxoffice::config::Config),
+) -> (Arc<Server>, u64, u64, String) {
+    let server = Arc::new(Server::start_with(adjust).await);
+    let starts_at = (server.clock_now() + chrono::Duration::days(30)).to_rfc3339();
+    let body = json!({"title": "T", "venue": "V", "dates": [{"startsAt": starts_at,
+        "sections": [{"name": "R", "rows": 4, "seatsPerRow": 25, "price": 100}]}]});
+    let created = server
+        .admin_post("/api/v1/admin/concerts", body)
+        .await
+        .expect(201);
+    let concert = created["id"].as_u64().unwrap();
+    let date = created["dates"][0]["id"].as_u64().unwrap();
+    let id = buy(&server, concert, date, 1, &[1, 2]).await;
+    (server, concert, date, id)
+}
+
+async fn buy(server: &Server, concert: u64, date: u64, user: u64, seats: &[u64]) -> String {
+    server.admit(concert, user).await;
+    let held = server.hold(user, date, seats).await.expect(201);
+    let id = held["id"].as_str().unwrap().to_owned();
+    server.charge(user, held["amount"].as_u64().unwrap()).await;
+    server.pay(user, &id).await.expect(201);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_scanners_on_one_ticket_admit_it_exactly_once() {
+    let (server, _, _, _) = sold_setup(|c| c.scanner_key = Some("gate".into())).await;
+    let tickets = server.get(1, "/api/v1/tickets").await.expect(200);
+    let code = tickets[0]["code"].as_str().unwrap().to_owned();
+    let scans = (0..50).map(|gate| {
+        let (server, code) = (server.clone(), code.clone());
+        tokio::spawn(async move {
+            let key = if gate % 2 == 0 {
+                "gate"
+            } else {
+                common::ADMIN_KEY
+            };
+            let body = Some(RawBody::Json(json!({"code": code})));
+            let path = "/api/v1/admin/checkins";
+            server
+                .send(reqwest::Method::POST, path, Some(key), body, &[])
+                .await
+        })
+    });
+    let answers: Vec<Answer> = join_all(scans)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let admitted: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
+    assert_eq!(admitted.len(), 1, "exactly one gate lets the ticket in");
+    let first_use = &admitted[0].body["admittedAt"];
+    assert_eq!(admitted[0].body["status"], "ADMITTED");
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        answer.assert_problem(409, "ALREADY_USED");
+        assert_eq!(
+            &answer.body["usedAt"], first_use,
+            "every refusal names the first use"
+        );
+    }
+    let tickets = server.get(1, "/api/v1/tickets").await.expect(200);
+    assert_eq!(tickets[0]["status"], "USED");
+    assert_eq!(tickets[1]["status"], "VALID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_refunds_of_one_reservation_refund_once() {
+    let (server, concert, date, id) = sold_setup(|_| {}).await;
+    let path = format!("/api/v1/reservations/{id}/refund");
+    let refunds = (0..10).map(|_| {
+        let (server, path) = (server.clone(), path.clone());
+        tokio::spawn(async move { server.post(1, &path, json!(null)).await })
+    });
+    let answers: Vec<Answer> = join_all(refunds)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(answers.iter().filter(|a| a.status == 200).count(), 1);
+    for answer in answers.iter().filter(|a| a.status != 200) {
+        answer.assert_problem(409, "ALREADY_REFUNDED");
+    }
+    assert_eq!(server.balance(1).await, 200);
+    let ledger = server
+        .get(1, "/api/v1/wallet/transactions")
+        .await
+        .expect(200);
+    let kinds: Vec<&str> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["REFUND", "PAYMENT", "CHARGE"]);
+    assert_eq!(server.seat_status(concert, date, 1).await, "AVAILABLE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refunds_racing_the_cancellation_of_their_date_refund_each_reservation_once() {
+    let (server, concert, date, first) = sold_setup(|_| {}).await;
+    let mut paid = vec![(1, first)];
+    for user in 2..=20 {
+        paid.push((
+            user,
+            buy(&server, concert, date, user, &[user * 2 + 1]).await,
+        ));
+    }
+    let refunds = paid.iter().map(|(user, id)| {
+        let (server, user, path) = (
+            server.clone(),
+            *user,
+            format!("/api/v1/reservations/{id}/refund"),
+        );
+        tokio::spawn(async move {
+            let answer = server.post(user, &path, json!(null)).await;
+            assert!(
+                answer.status == 200 || answer.status == 409,
+                "{:?}",
+                answer.body
+            );
+            if answer.status == 409 {
+                answer.assert_problem(409, "ALREADY_REFUNDED");
+            }
+        })
+    });
+    let cancel = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let path = format!("/api/v1/admin/dates/{date}/cancel");
+            server.admin_post(&path, json!(null)).await.expect(200)
+        })
+    };
+    for refund in join_all(refunds).await {
+        refund.unwrap();
+    }
+    assert_eq!(cancel.await.unwrap()["cancelled"], true);
+    for (user, id) in &paid {
+        let ledger = server
+            .get(*user, "/api/v1/wallet/transactions")
+            .await
+            .expect(200);
+        let refunds: Vec<&Value> = ledger
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "REFUND")
+            .collect();
+        assert_eq!(refunds.len(), 1, "user {user} is refunded once");
+        assert_eq!(refunds[0]["reservationId"], id.as_str());
+        let paid_amount = if *user == 1 { 200 } else { 100 };
+        assert_eq!(server.balance(*user).await, paid_amount);
+    }
+    let dates = server
+        .get_public(&format!("/api/v1/concerts/{concert}/dates"))
+        .await
+        .expect(200);
+    assert_eq!(dates[0]["seatsAvailable"], 100);
 }

@@ -960,7 +960,7 @@ async fn check_wallet(world: &World, log: &UserLog) {
     let mut running = Won::ZERO;
     for entry in ledger.iter().rev() {
         running = match entry.kind {
-            TransactionKind::Charge => running.checked_add(entry.amount),
+            TransactionKind::Charge | TransactionKind::Refund => running.checked_add(entry.amount),
             TransactionKind::Payment => running.checked_sub(entry.amount),
         }
         .unwrap_or_else(|| panic!("user {}: the ledger goes negative", log.user));

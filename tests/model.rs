@@ -3,22 +3,29 @@
 //! invariants hold.
 //!
 //! - dates and wallets together (holds, cancels, expiry, charges with and without
-//!   idempotency keys, payments): no seat in two live reservations, every seat's status
-//!   matches the reservations, the counts match the seats, every balance equals its
-//!   ledger, money is conserved, nobody exceeds the per-user seat limit;
-//! - the waiting room (joins, leaves, polls, holds, payments, sell-out, time): waiting
-//!   positions are exactly 1..=n in join order, never more than the cap are active, and
-//!   no slot stays free while someone waits.
+//!   idempotency keys, payments, refunds before and after the deadline, check-ins at
+//!   the door, pausing, cancelling the date with its refunds): no seat in two live
+//!   reservations, every seat's status matches the reservations, the counts match the
+//!   seats, every balance equals its ledger, money is conserved (charged plus refunded
+//!   equals balances plus paid), nobody exceeds the per-user seat limit, a ticket is
+//!   admitted at most once, a reservation refunded at most once; and replaying what was
+//!   logged rebuilds the same date;
+//! - the waiting room (joins, leaves, polls, holds, payments, sell-out and reopening
+//!   after a refund, time): waiting positions are exactly 1..=n in join order, never
+//!   more than the cap are active, and no slot stays free while someone waits.
 
 use boxoffice::domain::catalog::{
     CatalogCommand, CatalogRules, CatalogState, ConcertSpec, DateSpec, SectionSpec,
 };
-use boxoffice::domain::date::{DateRules, DateState, Hold, Pay, Payment, ReservationStatus, Seat};
+use boxoffice::domain::date::{
+    DateEvent, DateRules, DateState, Hold, Pay, Payment, Refund, RefundCommand, RefundReason,
+    ReservationStatus, Seat,
+};
 use boxoffice::domain::queue::{EntryStatus, QueueRules, QueueState};
 use boxoffice::domain::wallet::{KeyedRequest, Receipt, WalletEvent, WalletRules, WalletShard};
 use boxoffice::domain::{
-    ChargeId, ConcertId, DateId, PaymentId, Rejection, ReservationId, SeatId, Ticket, Timestamp,
-    UserId, Won,
+    ChargeId, ConcertId, DateId, PaymentId, RefundId, Rejection, ReservationId, SeatId, Ticket,
+    Timestamp, UserId, Won,
 };
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -32,6 +39,9 @@ const SEATS_PER_RESERVATION_MAX: usize = 3;
 const SEATS_PER_USER_MAX: usize = 4;
 const CHARGE_MAX: u64 = 250;
 const BALANCE_MAX: u64 = 600;
+/// The show starts this long after the start; refunds close `REFUND_CLOSES_SECS` before.
+const SHOW_SECS: i64 = 2000;
+const REFUND_CLOSES_SECS: i64 = 1000;
 
 fn start() -> Timestamp {
     Utc.timestamp_opt(1_800_000_000, 0).unwrap()
@@ -74,8 +84,10 @@ fn new_date() -> DateState {
         hold_ttl: Duration::seconds(HOLD_TTL_SECS),
         seats_per_reservation_max: SEATS_PER_RESERVATION_MAX,
         seats_per_user_max: SEATS_PER_USER_MAX as u32,
+        refund_closes_before: Duration::seconds(REFUND_CLOSES_SECS),
     };
-    DateState::new(DateId(1), ConcertId(1), layout, rules)
+    let starts_at = start() + Duration::seconds(SHOW_SECS);
+    DateState::new(DateId(1), ConcertId(1), starts_at, layout, rules)
 }
 
 fn new_wallets() -> WalletShard {
@@ -108,18 +120,33 @@ enum SaleCommand {
     Advance {
         secs: i64,
     },
+    Refund {
+        user: u64,
+        pick: usize,
+    },
+    Admit {
+        pick: usize,
+        seat: usize,
+    },
+    Pause(bool),
+    CancelDate,
 }
 
 fn sale_command() -> impl Strategy<Value = SaleCommand> {
     let user = 1..=USERS;
     prop_oneof![
-        4 => (user.clone(), prop::collection::vec(1..=SEATS + 1, 0..=4))
+        12 => (user.clone(), prop::collection::vec(1..=SEATS + 1, 0..=4))
             .prop_map(|(user, seats)| SaleCommand::Hold { user, seats }),
-        1 => (user.clone(), any::<usize>()).prop_map(|(user, pick)| SaleCommand::Cancel { user, pick }),
-        2 => (user.clone(), 0..=CHARGE_MAX + 20, prop::option::of(0u8..3))
+        3 => (user.clone(), any::<usize>()).prop_map(|(user, pick)| SaleCommand::Cancel { user, pick }),
+        6 => (user.clone(), 0..=CHARGE_MAX + 20, prop::option::of(0u8..3))
             .prop_map(|(user, amount, key)| SaleCommand::Charge { user, amount, key }),
-        3 => (user, any::<usize>()).prop_map(|(user, pick)| SaleCommand::Pay { user, pick }),
-        2 => (0..=HOLD_TTL_SECS + 20).prop_map(|secs| SaleCommand::Advance { secs }),
+        9 => (user.clone(), any::<usize>()).prop_map(|(user, pick)| SaleCommand::Pay { user, pick }),
+        6 => (0..=HOLD_TTL_SECS + 20).prop_map(|secs| SaleCommand::Advance { secs }),
+        6 => (user, any::<usize>()).prop_map(|(user, pick)| SaleCommand::Refund { user, pick }),
+        6 => (any::<usize>(), any::<usize>()).prop_map(|(pick, seat)| SaleCommand::Admit { pick, seat }),
+        2 => any::<bool>().prop_map(SaleCommand::Pause),
+        // Rare: about half the runs cancel the date at some point.
+        1 => Just(SaleCommand::CancelDate),
     ]
 }
 
@@ -133,6 +160,9 @@ struct SaleModel {
     keys: HashMap<(u64, u8), u64>,
     charged_total: u64,
     paid_total: u64,
+    refunded_total: u64,
+    paused: bool,
+    cancelled: bool,
 }
 
 #[derive(Debug)]
@@ -143,6 +173,8 @@ struct ModelReservation {
     amount: u64,
     status: ReservationStatus,
     deadline: Timestamp,
+    /// Seats admitted at the door, with when.
+    admitted: Vec<(u32, Timestamp)>,
 }
 
 impl SaleModel {
@@ -205,6 +237,12 @@ impl SaleModel {
             .filter(|s| self.seats[**s as usize - 1].is_some())
             .map(|s| SeatId(*s))
             .collect();
+        if self.cancelled {
+            return Err(Rejection::DateCancelled);
+        }
+        if self.paused {
+            return Err(Rejection::SalesPaused);
+        }
         if !taken.is_empty() {
             return Err(Rejection::SeatUnavailable(taken));
         }
@@ -227,8 +265,90 @@ impl SaleModel {
             amount,
             status,
             deadline,
+            admitted: Vec::new(),
         });
         Ok(())
+    }
+
+    fn refund(
+        &mut self,
+        user: u64,
+        index: Option<usize>,
+        reason: RefundReason,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        let index = index
+            .filter(|i| self.reservations[*i].user == user)
+            .ok_or(Rejection::ReservationNotFound)?;
+        let r = &mut self.reservations[index];
+        match r.status {
+            ReservationStatus::Paid => {}
+            ReservationStatus::Refunded => return Err(Rejection::AlreadyRefunded),
+            _ => return Err(Rejection::NotPaid),
+        }
+        let deadline = start() + Duration::seconds(SHOW_SECS - REFUND_CLOSES_SECS);
+        if reason == RefundReason::Requested && (now >= deadline || !r.admitted.is_empty()) {
+            return Err(Rejection::RefundClosed(String::new()));
+        }
+        r.status = ReservationStatus::Refunded;
+        for s in &r.seats {
+            self.seats[*s as usize - 1] = None;
+        }
+        *self.balances.entry(user).or_default() += r.amount;
+        self.refunded_total += r.amount;
+        Ok(())
+    }
+
+    fn admit(&mut self, index: usize, seat: u32, now: Timestamp) -> Result<(), Rejection> {
+        let cancelled = self.cancelled;
+        let r = &mut self.reservations[index];
+        if !r.seats.contains(&seat) {
+            return Err(Rejection::TicketInvalid(String::new()));
+        }
+        match r.status {
+            ReservationStatus::Paid if !cancelled => {}
+            ReservationStatus::Paid | ReservationStatus::Refunded => {
+                return Err(Rejection::TicketVoid);
+            }
+            _ => return Err(Rejection::TicketInvalid(String::new())),
+        }
+        if let Some((_, at)) = r.admitted.iter().find(|(s, _)| *s == seat) {
+            return Err(Rejection::AlreadyUsed { used_at: *at });
+        }
+        r.admitted.push((seat, now));
+        Ok(())
+    }
+
+    fn pause(&mut self, paused: bool) -> Result<(), Rejection> {
+        if self.cancelled {
+            return Err(Rejection::DateCancelled);
+        }
+        self.paused = paused;
+        Ok(())
+    }
+
+    /// Cancels the date: live holds released, then every paid reservation refunded.
+    fn cancel_date(&mut self, now: Timestamp) {
+        if !self.cancelled {
+            self.cancelled = true;
+            self.paused = false;
+            for r in &mut self.reservations {
+                if r.status == ReservationStatus::Held {
+                    r.status = ReservationStatus::Cancelled;
+                    for s in &r.seats {
+                        self.seats[*s as usize - 1] = None;
+                    }
+                }
+            }
+        }
+        let paid: Vec<(usize, u64)> = (0..self.reservations.len())
+            .filter(|i| self.reservations[*i].status == ReservationStatus::Paid)
+            .map(|i| (i, self.reservations[i].user))
+            .collect();
+        for (index, user) in paid {
+            self.refund(user, Some(index), RefundReason::DateCancelled, now)
+                .expect("a cancellation refunds every paid reservation");
+        }
     }
 
     fn cancel(&mut self, user: u64, index: Option<usize>) -> Result<(), Rejection> {
@@ -238,6 +358,7 @@ impl SaleModel {
         let r = &mut self.reservations[index];
         match r.status {
             ReservationStatus::Paid => Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => Err(Rejection::AlreadyRefunded),
             ReservationStatus::Held => {
                 r.status = ReservationStatus::Cancelled;
                 for s in &r.seats {
@@ -284,6 +405,7 @@ impl SaleModel {
         let r = &mut self.reservations[index];
         match r.status {
             ReservationStatus::Paid => return Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => return Err(Rejection::AlreadyRefunded),
             ReservationStatus::Cancelled => return Err(Rejection::ReservationCancelled),
             ReservationStatus::Expired => return Err(Rejection::ReservationExpired),
             ReservationStatus::Held => {}
@@ -301,10 +423,18 @@ impl SaleModel {
     }
 }
 
+/// What the real date and wallet logged, in order, to replay into a fresh date.
+enum Logged {
+    Date(DateEvent),
+    Paid(Payment),
+    Refunded(Refund),
+}
+
 /// The real date and wallet, driven as the actors drive them.
 struct Real {
     date: DateState,
     wallets: WalletShard,
+    log: Vec<Logged>,
 }
 
 impl Real {
@@ -346,7 +476,65 @@ impl Real {
         };
         let payment = self.date.pay(command, now)?;
         self.wallets.replay_payment(&payment);
+        self.log.push(Logged::Paid(payment.clone()));
         Ok(payment)
+    }
+
+    fn refund(
+        &mut self,
+        user: u64,
+        reservation_id: ReservationId,
+        reason: RefundReason,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        let command = RefundCommand {
+            user: UserId(user),
+            reservation_id,
+            refund_id: RefundId(Uuid::new_v4()),
+            balance: self.wallets.balance(UserId(user)),
+            reason,
+        };
+        let refund = self.date.refund(command, now)?;
+        self.wallets.replay_refund(&refund);
+        self.log.push(Logged::Refunded(refund));
+        Ok(())
+    }
+
+    fn logged(&mut self, event: Result<DateEvent, Rejection>) -> Result<(), Rejection> {
+        self.log.push(Logged::Date(event?));
+        Ok(())
+    }
+
+    /// Cancels the date and refunds what it leaves paid, as the engine does.
+    fn cancel_date(&mut self, now: Timestamp) {
+        if let Some(event) = self.date.cancel_date(now) {
+            self.log.push(Logged::Date(event));
+        }
+        for (user, id) in self.date.paid() {
+            self.refund(user.0, id, RefundReason::DateCancelled, now)
+                .expect("a cancellation refunds every paid reservation");
+        }
+    }
+
+    /// Replays the log into a fresh date and checks it equals the live one.
+    fn check_replay(&self) {
+        let mut replayed = new_date();
+        for logged in &self.log {
+            match logged {
+                Logged::Date(event) => replayed.replay(event),
+                Logged::Paid(payment) => replayed.replay_payment(payment),
+                Logged::Refunded(refund) => replayed.replay_refund(refund),
+            }
+        }
+        for seat in 1..=SEATS {
+            assert_eq!(replayed.seat(SeatId(seat)), self.date.seat(SeatId(seat)));
+        }
+        for r in self.date.reservations() {
+            assert_eq!(replayed.reservation(r.id), Some(r), "replayed reservation");
+        }
+        assert_eq!(replayed.counts(), self.date.counts());
+        assert_eq!(replayed.is_paused(), self.date.is_paused());
+        assert_eq!(replayed.cancelled_at(), self.date.cancelled_at());
     }
 }
 
@@ -356,6 +544,8 @@ fn kind<T>(result: &Result<T, Rejection>) -> String {
         Ok(_) => "ok".into(),
         Err(Rejection::InvalidRequest(_)) => "invalid".into(),
         Err(Rejection::InvalidAmount(_)) => "invalid amount".into(),
+        Err(Rejection::RefundClosed(_)) => "refund closed".into(),
+        Err(Rejection::TicketInvalid(_)) => "ticket invalid".into(),
         Err(other) => format!("{other:?}"),
     }
 }
@@ -428,6 +618,7 @@ fn check_sale(model: &SaleModel, real: &Real, now: Timestamp) {
             from_ledger += match entry.kind {
                 boxoffice::domain::wallet::TransactionKind::Charge => i128::from(entry.amount.0),
                 boxoffice::domain::wallet::TransactionKind::Payment => -i128::from(entry.amount.0),
+                boxoffice::domain::wallet::TransactionKind::Refund => i128::from(entry.amount.0),
             };
             assert!(from_ledger >= 0, "a balance is never negative");
             assert_eq!(
@@ -444,10 +635,19 @@ fn check_sale(model: &SaleModel, real: &Real, now: Timestamp) {
     }
     let balances: u64 = model.balances.values().sum();
     assert_eq!(
-        model.charged_total,
+        model.charged_total + model.refunded_total,
         balances + model.paid_total,
         "money is conserved"
     );
+    for r in &model.reservations {
+        let actual = date.reservation(r.id).unwrap();
+        let admitted: Vec<(u32, Timestamp)> = actual
+            .admitted
+            .iter()
+            .map(|a| (a.seat_id.0, a.at))
+            .collect();
+        assert_eq!(admitted, r.admitted, "each ticket is admitted at most once");
+    }
 }
 
 proptest! {
@@ -456,11 +656,13 @@ proptest! {
     #[test]
     fn dates_and_wallets_agree_with_a_reference_model(commands in prop::collection::vec(sale_command(), 1..60)) {
         let mut model = SaleModel::new();
-        let mut real = Real { date: new_date(), wallets: new_wallets() };
+        let mut real = Real { date: new_date(), wallets: new_wallets(), log: Vec::new() };
         let mut now = start();
         for command in commands {
             model.expire(now);
-            real.date.expire_due(now);
+            if let Some(event) = real.date.expire_due(now) {
+                real.log.push(Logged::Date(event));
+            }
             let pick = |pick: usize| (!model.reservations.is_empty()).then(|| pick % model.reservations.len());
             let id_of = |index: Option<usize>| index.map_or(ReservationId(Uuid::new_v4()), |i| model.reservations[i].id);
             let (expected, actual) = match command.clone() {
@@ -468,11 +670,15 @@ proptest! {
                     let id = ReservationId(Uuid::new_v4());
                     let ids = seats.iter().map(|s| SeatId(*s)).collect();
                     let actual = real.date.hold(Hold { user: UserId(user), seats: ids, reservation_id: id }, now);
+                    let actual = real.logged(actual);
                     (kind(&model.hold(user, &seats, id, now)), kind(&actual))
                 }
                 SaleCommand::Cancel { user, pick: p } => {
                     let index = pick(p);
                     let actual = real.date.cancel(UserId(user), id_of(index), now);
+                    if let Ok(Some(event)) = &actual {
+                        real.log.push(Logged::Date(event.clone()));
+                    }
                     (kind(&model.cancel(user, index)), kind(&actual))
                 }
                 SaleCommand::Charge { user, amount, key } => {
@@ -488,13 +694,42 @@ proptest! {
                     now += Duration::seconds(secs);
                     ("ok".into(), "ok".into())
                 }
+                SaleCommand::Refund { user, pick: p } => {
+                    let index = pick(p);
+                    let actual = real.refund(user, id_of(index), RefundReason::Requested, now);
+                    (kind(&model.refund(user, index, RefundReason::Requested, now)), kind(&actual))
+                }
+                SaleCommand::Admit { pick: p, seat } => {
+                    let Some(index) = pick(p) else { continue };
+                    let seats = &model.reservations[index].seats;
+                    // Mostly a seat of the reservation; sometimes any seat.
+                    let seat = if seat % 4 == 0 { (seat / 4) as u32 % SEATS + 1 } else { seats[seat % seats.len()] };
+                    let actual = real.date.admit(id_of(Some(index)), SeatId(seat), now);
+                    let actual = real.logged(actual);
+                    (kind(&model.admit(index, seat, now)), kind(&actual))
+                }
+                SaleCommand::Pause(paused) => {
+                    let actual = if paused { real.date.pause(now) } else { real.date.resume(now) };
+                    if let Ok(Some(event)) = &actual {
+                        real.log.push(Logged::Date(event.clone()));
+                    }
+                    (kind(&model.pause(paused)), kind(&actual))
+                }
+                SaleCommand::CancelDate => {
+                    real.cancel_date(now);
+                    model.cancel_date(now);
+                    ("ok".into(), "ok".into())
+                }
             };
             prop_assert_eq!(expected, actual, "{:?}", command);
             // As the date actor does before anything else at a new instant.
             model.expire(now);
-            real.date.expire_due(now);
+            if let Some(event) = real.date.expire_due(now) {
+                real.log.push(Logged::Date(event));
+            }
             check_sale(&model, &real, now);
         }
+        real.check_replay();
     }
 }
 
@@ -508,9 +743,14 @@ enum RoomCommand {
     Join(u64),
     Leave(u64),
     Poll(u64),
-    NoteHold { user: u64, secs: i64 },
+    NoteHold {
+        user: u64,
+        secs: i64,
+    },
     Pay(u64),
     SoldOut,
+    /// A refund gives the sold-out concert a seat again.
+    SeatsBack,
     Advance(i64),
 }
 
@@ -523,6 +763,7 @@ fn room_command() -> impl Strategy<Value = RoomCommand> {
         1 => (user.clone(), 1..=ACTIVE_TTL_SECS + 20).prop_map(|(user, secs)| RoomCommand::NoteHold { user, secs }),
         1 => user.prop_map(RoomCommand::Pay),
         1 => Just(RoomCommand::SoldOut),
+        1 => Just(RoomCommand::SeatsBack),
         3 => (0..=IDLE_SECS + 20).prop_map(RoomCommand::Advance),
     ]
 }
@@ -606,6 +847,9 @@ impl RoomModel {
                     e.status = EntryStatus::SoldOut;
                 }
             }
+        } else if !sold_out && self.sold_out {
+            self.sold_out = false;
+            self.admit(now);
         }
     }
 }
@@ -724,6 +968,7 @@ proptest! {
                     }
                 }
                 RoomCommand::SoldOut => sold_out = true,
+                RoomCommand::SeatsBack => sold_out = false,
                 RoomCommand::Advance(secs) => now += Duration::seconds(secs),
             }
             real.advance(now, sold_out);

@@ -171,6 +171,34 @@ impl Layout {
     pub fn seats(&self) -> impl Iterator<Item = SeatInfo<'_>> {
         (1..=self.seats_total).filter_map(|id| self.seat(SeatId(id)))
     }
+
+    /// The sections in order: name, price, and their seats' ids.
+    pub fn sections(&self) -> impl Iterator<Item = SectionInfo<'_>> {
+        self.sections.iter().map(|s| SectionInfo {
+            name: &s.name,
+            price: s.price,
+            seats: s.first_seat..s.first_seat + s.rows * s.seats_per_row,
+        })
+    }
+
+    /// The position (in [`Layout::sections`]) of the section of a seat of the date.
+    pub fn section_of(&self, id: SeatId) -> Option<usize> {
+        if id.0 == 0 || id.0 > self.seats_total {
+            return None;
+        }
+        Some(self.sections.partition_point(|s| s.first_seat <= id.0) - 1)
+    }
+}
+
+/// A section of a date's layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionInfo<'a> {
+    /// Its name, unique within the date.
+    pub name: &'a str,
+    /// The price of each of its seats.
+    pub price: Won,
+    /// Its seats' ids.
+    pub seats: std::ops::Range<u32>,
 }
 
 /// Limits that concert creation enforces.

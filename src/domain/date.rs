@@ -6,14 +6,22 @@
 //! - the counts of available, held and sold seats match the seats;
 //! - each user's held-or-owned seat count on this date never exceeds the limit;
 //! - a `HELD` reservation is live strictly before its `expires_at`: from that instant on
-//!   it can be neither paid nor cancelled, and its seats are no one's.
+//!   it can be neither paid nor cancelled, and its seats are no one's;
+//! - a `REFUNDED` reservation holds no seat and counts toward no user's limit; it was
+//!   `PAID` before, and it is refunded at most once;
+//! - a seat is admitted at the door at most once, and only while its reservation is
+//!   `PAID`;
+//! - a cancelled date has no live hold (once the payments logged after its
+//!   cancellation are replayed) and takes no new one; a paused date takes no
+//!   new hold (payments of existing holds still go through).
 //!
 //! The date actor calls [`DateState::expire_due`] with the same `now` before it applies
 //! any command, so commands only ever see live holds; the commands assert this.
 
 use super::catalog::Layout;
 use super::{
-    ConcertId, DateId, PaymentId, Rejection, ReservationId, SeatId, Timestamp, UserId, Won,
+    ConcertId, DateId, PaymentId, RefundId, Rejection, ReservationId, SeatId, Timestamp, UserId,
+    Won,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -28,6 +36,8 @@ pub struct DateRules {
     pub seats_per_reservation_max: usize,
     /// Most seats one user may hold or own on one date.
     pub seats_per_user_max: u32,
+    /// A holder may refund a paid reservation until this long before the show starts.
+    pub refund_closes_before: chrono::Duration,
 }
 
 /// The state of one seat.
@@ -63,8 +73,21 @@ pub enum ReservationStatus {
     Paid,
     /// The hold ran out before payment.
     Expired,
-    /// Released by its holder.
+    /// Released by its holder, or by the cancellation of its date.
     Cancelled,
+    /// Paid, then refunded: the money went back to the wallet, the seats are free
+    /// again and its tickets are void.
+    Refunded,
+}
+
+/// A seat admitted at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// The seat.
+    pub seat_id: SeatId,
+    /// When its ticket was first scanned.
+    #[serde(with = "crate::domain::time::compact")]
+    pub at: Timestamp,
 }
 
 /// A hold on seats and what became of it.
@@ -92,6 +115,10 @@ pub struct Reservation {
     pub expires_at: Timestamp,
     /// The payment that paid it.
     pub payment_id: Option<PaymentId>,
+    /// The refund that gave its money back.
+    pub refund_id: Option<RefundId>,
+    /// Its seats admitted at the door, in admission order.
+    pub admitted: Vec<Admission>,
 }
 
 impl Reservation {
@@ -102,6 +129,14 @@ impl Reservation {
             ReservationStatus::Held if now >= self.expires_at => ReservationStatus::Expired,
             status => status,
         }
+    }
+
+    /// When the ticket for `seat` was admitted, if it was.
+    pub fn admitted_at(&self, seat: SeatId) -> Option<Timestamp> {
+        self.admitted
+            .iter()
+            .find(|a| a.seat_id == seat)
+            .map(|a| a.at)
     }
 }
 
@@ -129,6 +164,56 @@ pub struct Payment {
     pub idempotency_key: Option<String>,
 }
 
+/// Why a reservation was refunded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundReason {
+    /// Its holder asked, before the refund deadline.
+    Requested,
+    /// The operator cancelled the date.
+    DateCancelled,
+}
+
+/// A paid reservation refunded to its payer's wallet: the one event that frees the
+/// seats, voids the tickets and credits the money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    /// The refund's id (its ledger entry's id).
+    pub id: RefundId,
+    /// The reservation it refunds.
+    pub reservation_id: ReservationId,
+    /// The payer, who gets the money back.
+    pub user: UserId,
+    /// The reservation's concert.
+    pub concert_id: ConcertId,
+    /// The reservation's date.
+    pub date_id: DateId,
+    /// What was credited: the whole amount paid.
+    pub amount: Won,
+    /// The wallet balance after the credit.
+    pub balance_after: Won,
+    /// Why.
+    pub reason: RefundReason,
+    /// When.
+    #[serde(with = "crate::domain::time::compact")]
+    pub at: Timestamp,
+}
+
+/// A request to refund a paid reservation, with the balance the payer's wallet vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundCommand {
+    /// Who is refunded; must be the holder.
+    pub user: UserId,
+    /// What is refunded.
+    pub reservation_id: ReservationId,
+    /// The id the refund gets.
+    pub refund_id: RefundId,
+    /// The payer's balance; the wallet cannot change while it waits for the answer.
+    pub balance: Won,
+    /// Why: a holder's request is bound by the deadline, a cancellation is not.
+    pub reason: RefundReason,
+}
+
 /// What happened on a date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DateEvent {
@@ -147,6 +232,38 @@ pub enum DateEvent {
         /// The reservations, in deadline order.
         reservation_ids: Vec<ReservationId>,
         /// When the expiry was recorded (each ended at its own `expires_at`).
+        #[serde(with = "crate::domain::time::compact")]
+        at: Timestamp,
+    },
+    /// The operator paused sales: no new holds until resumed.
+    SalesPaused {
+        /// When.
+        #[serde(with = "crate::domain::time::compact")]
+        at: Timestamp,
+    },
+    /// The operator resumed sales.
+    SalesResumed {
+        /// When.
+        #[serde(with = "crate::domain::time::compact")]
+        at: Timestamp,
+    },
+    /// The operator cancelled the date: it sells nothing more and every live hold is
+    /// released (`CANCELLED`). Paid reservations are refunded after it, one
+    /// [`crate::domain::Event::Refunded`] each.
+    DateCancelled {
+        /// The live holds released, in no particular order.
+        released: Vec<ReservationId>,
+        /// When.
+        #[serde(with = "crate::domain::time::compact")]
+        at: Timestamp,
+    },
+    /// A ticket was admitted at the door.
+    TicketAdmitted {
+        /// Its reservation.
+        reservation_id: ReservationId,
+        /// Its seat.
+        seat_id: SeatId,
+        /// When.
         #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
@@ -224,6 +341,8 @@ pub fn check_seat_list(layout: &Layout, seats: &[SeatId], max: usize) -> Result<
 pub struct DateState {
     date_id: DateId,
     concert_id: ConcertId,
+    #[serde(with = "crate::domain::time::compact")]
+    starts_at: Timestamp,
     layout: Arc<Layout>,
     /// Configuration, not state: not saved, set again on load.
     #[serde(skip)]
@@ -234,6 +353,9 @@ pub struct DateState {
     #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
     deadlines: BTreeSet<(Timestamp, ReservationId)>,
     counts: SeatCounts,
+    paused: bool,
+    #[serde(with = "crate::domain::time::compact_option")]
+    cancelled_at: Option<Timestamp>,
 }
 
 impl DateState {
@@ -241,6 +363,7 @@ impl DateState {
     pub fn new(
         date_id: DateId,
         concert_id: ConcertId,
+        starts_at: Timestamp,
         layout: Arc<Layout>,
         rules: DateRules,
     ) -> Self {
@@ -248,6 +371,9 @@ impl DateState {
         DateState {
             date_id,
             concert_id,
+            starts_at,
+            paused: false,
+            cancelled_at: None,
             rules,
             seats: vec![Seat::Available; total as usize],
             reservations: HashMap::new(),
@@ -286,6 +412,38 @@ impl DateState {
     /// The seat layout.
     pub fn layout(&self) -> &Arc<Layout> {
         &self.layout
+    }
+
+    /// When the show starts.
+    pub fn starts_at(&self) -> Timestamp {
+        self.starts_at
+    }
+
+    /// Whether the operator paused sales.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// When the operator cancelled the date, if they did.
+    pub fn cancelled_at(&self) -> Option<Timestamp> {
+        self.cancelled_at
+    }
+
+    /// The last instant a holder may ask for a refund is just before this.
+    pub fn refund_deadline(&self) -> Timestamp {
+        self.starts_at - self.rules.refund_closes_before
+    }
+
+    /// Paid reservations not refunded yet: after a cancellation, what remains to refund.
+    pub fn paid(&self) -> Vec<(UserId, ReservationId)> {
+        let mut paid: Vec<_> = self
+            .reservations
+            .values()
+            .filter(|r| r.status == ReservationStatus::Paid)
+            .map(|r| (r.user, r.id))
+            .collect();
+        paid.sort();
+        paid
     }
 
     /// Seat counts by recorded status.
@@ -341,6 +499,12 @@ impl DateState {
             reservation_id,
         } = command;
         check_seat_list(&self.layout, &seats, self.rules.seats_per_reservation_max)?;
+        if self.cancelled_at.is_some() {
+            return Err(Rejection::DateCancelled);
+        }
+        if self.paused {
+            return Err(Rejection::SalesPaused);
+        }
         let taken: Vec<SeatId> = seats
             .iter()
             .copied()
@@ -371,6 +535,8 @@ impl DateState {
             created_at: now,
             expires_at: now + self.rules.hold_ttl,
             payment_id: None,
+            refund_id: None,
+            admitted: Vec::new(),
         };
         let event = DateEvent::SeatsHeld(reservation);
         self.replay(&event);
@@ -387,6 +553,7 @@ impl DateState {
         self.assert_swept(now);
         match self.owned_reservation(user, reservation_id)?.status {
             ReservationStatus::Paid => Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => Err(Rejection::AlreadyRefunded),
             ReservationStatus::Cancelled | ReservationStatus::Expired => Ok(None),
             ReservationStatus::Held => {
                 let event = DateEvent::HoldCancelled {
@@ -406,6 +573,7 @@ impl DateState {
         let reservation = self.owned_reservation(command.user, command.reservation_id)?;
         match reservation.status {
             ReservationStatus::Paid => return Err(Rejection::AlreadyPaid),
+            ReservationStatus::Refunded => return Err(Rejection::AlreadyRefunded),
             ReservationStatus::Cancelled => return Err(Rejection::ReservationCancelled),
             ReservationStatus::Expired => return Err(Rejection::ReservationExpired),
             ReservationStatus::Held => {}
@@ -432,6 +600,131 @@ impl DateState {
         Ok(payment)
     }
 
+    /// Refunds a paid reservation: the seats become available again and its tickets
+    /// void. A holder's request must come before the refund deadline and before any of
+    /// its tickets was used; a cancellation refunds regardless. The returned refund is
+    /// logged as one event, and the payer's wallet credited with it.
+    pub fn refund(&mut self, command: RefundCommand, now: Timestamp) -> Result<Refund, Rejection> {
+        self.assert_swept(now);
+        let reservation = self.owned_reservation(command.user, command.reservation_id)?;
+        match reservation.status {
+            ReservationStatus::Paid => {}
+            ReservationStatus::Refunded => return Err(Rejection::AlreadyRefunded),
+            _ => return Err(Rejection::NotPaid),
+        }
+        if command.reason == RefundReason::Requested {
+            if now >= self.refund_deadline() {
+                return Err(Rejection::RefundClosed(format!(
+                    "refunds closed at {}",
+                    super::rejection::rfc3339(&self.refund_deadline())
+                )));
+            }
+            if !reservation.admitted.is_empty() {
+                return Err(Rejection::RefundClosed(
+                    "a ticket of this reservation was already used".into(),
+                ));
+            }
+        }
+        let amount = reservation.amount;
+        let balance_after = command
+            .balance
+            .checked_add(amount)
+            .expect("a balance plus what it paid cannot overflow");
+        let refund = Refund {
+            id: command.refund_id,
+            reservation_id: command.reservation_id,
+            user: command.user,
+            concert_id: self.concert_id,
+            date_id: self.date_id,
+            amount,
+            balance_after,
+            reason: command.reason,
+            at: now,
+        };
+        self.replay_refund(&refund);
+        Ok(refund)
+    }
+
+    /// Pauses sales; `None` if they already are.
+    pub fn pause(&mut self, now: Timestamp) -> Result<Option<DateEvent>, Rejection> {
+        self.change_sales(true, now)
+    }
+
+    /// Resumes sales; `None` if they were not paused.
+    pub fn resume(&mut self, now: Timestamp) -> Result<Option<DateEvent>, Rejection> {
+        self.change_sales(false, now)
+    }
+
+    fn change_sales(
+        &mut self,
+        pause: bool,
+        now: Timestamp,
+    ) -> Result<Option<DateEvent>, Rejection> {
+        self.assert_swept(now);
+        if self.cancelled_at.is_some() {
+            return Err(Rejection::DateCancelled);
+        }
+        if self.paused == pause {
+            return Ok(None);
+        }
+        let event = if pause {
+            DateEvent::SalesPaused { at: now }
+        } else {
+            DateEvent::SalesResumed { at: now }
+        };
+        self.replay(&event);
+        Ok(Some(event))
+    }
+
+    /// Cancels the date and releases every live hold; `None` if it already was. The
+    /// paid reservations ([`DateState::paid`]) are then refunded one by one.
+    pub fn cancel_date(&mut self, now: Timestamp) -> Option<DateEvent> {
+        self.assert_swept(now);
+        if self.cancelled_at.is_some() {
+            return None;
+        }
+        let mut released: Vec<ReservationId> = self.deadlines.iter().map(|(_, id)| *id).collect();
+        released.sort();
+        let event = DateEvent::DateCancelled { released, at: now };
+        self.replay(&event);
+        Some(event)
+    }
+
+    /// Admits the ticket for `seat_id` of `reservation_id` at the door, once.
+    pub fn admit(
+        &mut self,
+        reservation_id: ReservationId,
+        seat_id: SeatId,
+        now: Timestamp,
+    ) -> Result<DateEvent, Rejection> {
+        self.assert_swept(now);
+        let no_ticket = || Rejection::TicketInvalid("the code names no ticket of this date".into());
+        let reservation = self
+            .reservations
+            .get(&reservation_id)
+            .ok_or_else(no_ticket)?;
+        if !reservation.seats.contains(&seat_id) {
+            return Err(no_ticket());
+        }
+        match reservation.status {
+            ReservationStatus::Paid if self.cancelled_at.is_none() => {}
+            ReservationStatus::Paid | ReservationStatus::Refunded => {
+                return Err(Rejection::TicketVoid);
+            }
+            _ => return Err(no_ticket()),
+        }
+        if let Some(used_at) = reservation.admitted_at(seat_id) {
+            return Err(Rejection::AlreadyUsed { used_at });
+        }
+        let event = DateEvent::TicketAdmitted {
+            reservation_id,
+            seat_id,
+            at: now,
+        };
+        self.replay(&event);
+        Ok(event)
+    }
+
     /// Applies a date event, live or when recovering.
     pub fn replay(&mut self, event: &DateEvent) {
         match event {
@@ -446,7 +739,70 @@ impl DateState {
                     self.release(*id, ReservationStatus::Expired);
                 }
             }
+            DateEvent::SalesPaused { .. } => self.paused = true,
+            DateEvent::SalesResumed { .. } => self.paused = false,
+            DateEvent::DateCancelled { released, at } => {
+                assert!(self.cancelled_at.is_none(), "a date is cancelled once");
+                self.cancelled_at = Some(*at);
+                self.paused = false;
+                for id in released {
+                    self.release(*id, ReservationStatus::Cancelled);
+                }
+                // Live, no hold is left. In replay one may be: a hold paid just before
+                // the cancellation, whose payment (logged by the wallet) follows it.
+            }
+            DateEvent::TicketAdmitted {
+                reservation_id,
+                seat_id,
+                at,
+            } => {
+                let reservation = self
+                    .reservations
+                    .get_mut(reservation_id)
+                    .expect("an admitted reservation exists");
+                assert_eq!(
+                    reservation.status,
+                    ReservationStatus::Paid,
+                    "only a paid ticket is admitted"
+                );
+                assert!(
+                    reservation.admitted_at(*seat_id).is_none(),
+                    "a ticket is admitted once"
+                );
+                reservation.admitted.push(Admission {
+                    seat_id: *seat_id,
+                    at: *at,
+                });
+            }
         }
+    }
+
+    /// Applies the seat side of a refund, live or when recovering.
+    pub fn replay_refund(&mut self, refund: &Refund) {
+        let reservation = self
+            .reservations
+            .get_mut(&refund.reservation_id)
+            .expect("a refunded reservation exists");
+        assert_eq!(
+            reservation.status,
+            ReservationStatus::Paid,
+            "only a paid reservation is refunded, once"
+        );
+        assert_eq!(
+            reservation.amount, refund.amount,
+            "a refund returns the whole amount"
+        );
+        reservation.status = ReservationStatus::Refunded;
+        reservation.refund_id = Some(refund.id);
+        let (id, user, seats) = (reservation.id, reservation.user, reservation.seats.clone());
+        move_seats(
+            &mut self.seats,
+            &mut self.counts,
+            &seats,
+            Seat::Sold(id),
+            Seat::Available,
+        );
+        self.uncount(user, seats.len() as u32);
     }
 
     /// Applies the seat side of a payment, live or when recovering.
@@ -516,14 +872,19 @@ impl DateState {
             Seat::Held(id),
             Seat::Available,
         );
-        let n = reservation.seats.len() as u32;
+        let (user, n) = (reservation.user, reservation.seats.len() as u32);
+        self.uncount(user, n);
+    }
+
+    /// Takes `n` seats off what `user` holds or owns.
+    fn uncount(&mut self, user: UserId, n: u32) {
         let owned = self
             .seats_by_user
-            .get_mut(&reservation.user)
+            .get_mut(&user)
             .expect("the holder is counted");
         *owned -= n;
         if *owned == 0 {
-            self.seats_by_user.remove(&reservation.user);
+            self.seats_by_user.remove(&user);
         }
     }
 
@@ -581,7 +942,11 @@ mod tests {
         hold_ttl: Duration::seconds(300),
         seats_per_reservation_max: 4,
         seats_per_user_max: 4,
+        refund_closes_before: Duration::seconds(3600),
     };
+
+    /// When the test date's show starts; refunds close an hour before.
+    const SHOW_SECS: i64 = 100_000;
 
     fn t(secs: i64) -> Timestamp {
         Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
@@ -618,6 +983,7 @@ mod tests {
         DateState::new(
             DateId(1),
             ConcertId(1),
+            t(SHOW_SECS),
             concert.dates[0].layout.clone(),
             RULES,
         )
@@ -877,5 +1243,217 @@ mod tests {
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
         assert_eq!(replayed.seats_by_user, live.seats_by_user);
+    }
+
+    fn refund(
+        date: &mut DateState,
+        user: u64,
+        n: u128,
+        balance: u64,
+        reason: RefundReason,
+        now: Timestamp,
+    ) -> Result<Refund, Rejection> {
+        date.expire_due(now);
+        let command = RefundCommand {
+            user: UserId(user),
+            reservation_id: rid(n),
+            refund_id: RefundId(uuid::Uuid::from_u128(n + 2000)),
+            balance: Won(balance),
+            reason,
+        };
+        date.refund(command, now)
+    }
+
+    /// A date where user 1 paid seats 1 and 2 (200 won) as reservation 1.
+    fn sold() -> DateState {
+        let mut date = date();
+        hold(&mut date, 1, &[1, 2], 1, t(0)).unwrap();
+        pay(&mut date, 1, 1, 200, t(1)).unwrap();
+        date
+    }
+
+    #[test]
+    fn a_refund_frees_the_seats_and_credits_the_whole_amount() {
+        let mut date = sold();
+        let refund = refund(&mut date, 1, 1, 30, RefundReason::Requested, t(10)).unwrap();
+        assert_eq!((refund.amount, refund.balance_after), (Won(200), Won(230)));
+        let r = date.reservation(rid(1)).unwrap();
+        assert_eq!(r.status, ReservationStatus::Refunded);
+        assert_eq!(r.refund_id, Some(refund.id));
+        assert_eq!(date.seat(SeatId(1)), Some(Seat::Available));
+        assert_eq!(date.counts().available, 10);
+        assert!(date.seats_by_user.is_empty());
+        hold(&mut date, 2, &[1, 2], 2, t(11)).unwrap();
+    }
+
+    #[test]
+    fn a_reservation_is_refunded_once() {
+        let mut date = sold();
+        refund(&mut date, 1, 1, 0, RefundReason::Requested, t(10)).unwrap();
+        for reason in [RefundReason::Requested, RefundReason::DateCancelled] {
+            assert_eq!(
+                refund(&mut date, 1, 1, 0, reason, t(11)),
+                Err(Rejection::AlreadyRefunded)
+            );
+        }
+        assert_eq!(
+            pay(&mut date, 1, 1, 1000, t(12)),
+            Err(Rejection::AlreadyRefunded)
+        );
+        assert_eq!(
+            date.cancel(UserId(1), rid(1), t(12)),
+            Err(Rejection::AlreadyRefunded)
+        );
+    }
+
+    #[test]
+    fn only_a_paid_reservation_of_ones_own_can_be_refunded() {
+        let mut date = date();
+        hold(&mut date, 1, &[1], 1, t(0)).unwrap();
+        let requested = RefundReason::Requested;
+        assert_eq!(
+            refund(&mut date, 1, 1, 0, requested, t(1)),
+            Err(Rejection::NotPaid)
+        );
+        assert_eq!(
+            refund(&mut date, 2, 1, 0, requested, t(1)),
+            Err(Rejection::ReservationNotFound)
+        );
+        assert_eq!(
+            refund(&mut date, 1, 1, 0, requested, t(400)),
+            Err(Rejection::NotPaid)
+        );
+    }
+
+    #[test]
+    fn a_holder_may_not_refund_at_or_after_the_deadline_but_a_cancellation_may() {
+        let mut date = sold();
+        let deadline = SHOW_SECS - 3600;
+        assert!(matches!(
+            refund(&mut date, 1, 1, 0, RefundReason::Requested, t(deadline)),
+            Err(Rejection::RefundClosed(_))
+        ));
+        refund(&mut date, 1, 1, 0, RefundReason::DateCancelled, t(deadline)).unwrap();
+    }
+
+    #[test]
+    fn a_ticket_is_admitted_once_and_then_reports_its_first_use() {
+        let mut date = sold();
+        date.admit(rid(1), SeatId(1), t(50)).unwrap();
+        assert_eq!(
+            date.admit(rid(1), SeatId(1), t(60)),
+            Err(Rejection::AlreadyUsed { used_at: t(50) })
+        );
+        date.admit(rid(1), SeatId(2), t(61)).unwrap();
+        assert!(matches!(
+            refund(&mut date, 1, 1, 0, RefundReason::Requested, t(62)),
+            Err(Rejection::RefundClosed(_))
+        ));
+    }
+
+    #[test]
+    fn a_refunded_or_unknown_ticket_is_not_admitted() {
+        let mut date = sold();
+        assert!(matches!(
+            date.admit(rid(1), SeatId(3), t(5)),
+            Err(Rejection::TicketInvalid(_))
+        ));
+        assert!(matches!(
+            date.admit(rid(9), SeatId(1), t(5)),
+            Err(Rejection::TicketInvalid(_))
+        ));
+        refund(&mut date, 1, 1, 0, RefundReason::Requested, t(6)).unwrap();
+        assert_eq!(
+            date.admit(rid(1), SeatId(1), t(7)),
+            Err(Rejection::TicketVoid)
+        );
+    }
+
+    #[test]
+    fn a_paused_date_takes_no_holds_but_its_holds_can_be_paid() {
+        let mut date = date();
+        hold(&mut date, 1, &[1], 1, t(0)).unwrap();
+        assert!(date.pause(t(1)).unwrap().is_some());
+        assert_eq!(date.pause(t(2)), Ok(None));
+        assert_eq!(
+            hold(&mut date, 2, &[2], 2, t(3)),
+            Err(Rejection::SalesPaused)
+        );
+        pay(&mut date, 1, 1, 100, t(4)).unwrap();
+        assert!(date.resume(t(5)).unwrap().is_some());
+        assert_eq!(date.resume(t(6)), Ok(None));
+        hold(&mut date, 2, &[2], 2, t(7)).unwrap();
+    }
+
+    #[test]
+    fn a_cancelled_date_releases_its_holds_and_voids_its_tickets() {
+        let mut date = sold();
+        hold(&mut date, 2, &[3], 2, t(2)).unwrap();
+        let Some(DateEvent::DateCancelled { released, .. }) = date.cancel_date(t(3)) else {
+            panic!("cancelled")
+        };
+        assert_eq!(released, vec![rid(2)]);
+        assert_eq!(date.cancel_date(t(4)), None);
+        assert_eq!(
+            date.reservation(rid(2)).unwrap().status,
+            ReservationStatus::Cancelled
+        );
+        assert_eq!(date.paid(), vec![(UserId(1), rid(1))]);
+        assert_eq!(
+            hold(&mut date, 3, &[4], 3, t(5)),
+            Err(Rejection::DateCancelled)
+        );
+        assert_eq!(date.pause(t(5)), Err(Rejection::DateCancelled));
+        assert_eq!(
+            date.admit(rid(1), SeatId(1), t(5)),
+            Err(Rejection::TicketVoid)
+        );
+        refund(&mut date, 1, 1, 0, RefundReason::DateCancelled, t(6)).unwrap();
+        assert!(date.paid().is_empty());
+        assert_eq!(date.counts().available, 10);
+    }
+
+    #[test]
+    fn replaying_refunds_admissions_and_cancellations_rebuilds_the_same_state() {
+        let mut live = date();
+        let mut replayed = date();
+        let mut events = vec![hold(&mut live, 1, &[1, 2], 1, t(0)).unwrap()];
+        events.push(hold(&mut live, 2, &[3], 2, t(0)).unwrap());
+        let payments = [
+            pay(&mut live, 1, 1, 500, t(1)).unwrap(),
+            pay(&mut live, 2, 2, 500, t(1)).unwrap(),
+        ];
+        events.push(live.admit(rid(1), SeatId(1), t(2)).unwrap());
+        events.push(live.pause(t(3)).unwrap().unwrap());
+        let refunded = refund(&mut live, 2, 2, 0, RefundReason::Requested, t(4)).unwrap();
+        assert_eq!(
+            hold(&mut live, 3, &[4], 3, t(4)),
+            Err(Rejection::SalesPaused)
+        );
+        events.push(live.resume(t(5)).unwrap().unwrap());
+        events.push(hold(&mut live, 3, &[4], 3, t(6)).unwrap());
+        events.push(live.cancel_date(t(7)).unwrap());
+        let cancelled = refund(&mut live, 1, 1, 0, RefundReason::DateCancelled, t(8)).unwrap();
+        for event in &events[..2] {
+            replayed.replay(event);
+        }
+        for payment in &payments {
+            replayed.replay_payment(payment);
+        }
+        replayed.replay(&events[2]);
+        replayed.replay(&events[3]);
+        replayed.replay_refund(&refunded);
+        for event in &events[4..] {
+            replayed.replay(event);
+        }
+        replayed.replay_refund(&cancelled);
+        assert_eq!(replayed.seats, live.seats);
+        assert_eq!(replayed.reservations, live.reservations);
+        assert_eq!(replayed.counts, live.counts);
+        assert_eq!(replayed.seats_by_user, live.seats_by_user);
+        assert_eq!(
+            (replayed.paused, replayed.cancelled_at),
+            (live.paused, live.cancelled_at)
+        );
     }
 }

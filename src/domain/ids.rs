@@ -72,6 +72,15 @@ uuid_id!(
     ChargeId
 );
 uuid_id!(
+    /// A refund of a paid reservation.
+    RefundId
+);
+uuid_id!(
+    /// A ticket: one paid seat of one reservation, derived from both
+    /// ([`crate::domain::ticket::ticket_id`]), so it needs no state of its own.
+    TicketId
+);
+uuid_id!(
     /// A waiting-room entry.
     Ticket
 );

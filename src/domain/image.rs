@@ -2,7 +2,8 @@
 //! recovery rebuilds, and what the engine starts its actors from.
 //!
 //! [`Image::apply`] routes each logged event to its owners' `replay`, the same code
-//! the actors use live; [`Event::Paid`] goes to the date, the wallet and the queue.
+//! the actors use live; [`Event::Paid`] goes to the date, the wallet and the queue,
+//! [`Event::Refunded`] to the date and the wallet.
 
 use super::catalog::{CatalogEvent, CatalogState};
 use super::date::DateState;
@@ -75,8 +76,13 @@ impl Image {
                 let CatalogEvent::ConcertCreated { concert_id, .. } = event;
                 let concert = self.catalog.concert(*concert_id).expect("just replayed");
                 for date in &concert.dates {
-                    let state =
-                        DateState::new(date.id, concert.id, date.layout.clone(), rules.date);
+                    let state = DateState::new(
+                        date.id,
+                        concert.id,
+                        date.starts_at,
+                        date.layout.clone(),
+                        rules.date,
+                    );
                     self.dates.insert(date.id, state);
                 }
                 self.queues
@@ -110,6 +116,14 @@ impl Image {
                     .get_mut(&payment.concert_id)
                     .expect("a paid concert exists");
                 queue.replay_payment(payment);
+            }
+            Event::Refunded(refund) => {
+                self.dates
+                    .get_mut(&refund.date_id)
+                    .expect("a refunded date exists")
+                    .replay_refund(refund);
+                let shard = wallet_shard(refund.user, self.wallets.len());
+                self.wallets[shard].replay_refund(refund);
             }
         }
     }

@@ -9,7 +9,10 @@
 //! - [`ids`]: newtypes for every identifier, and [`ids::Won`], money in integer won.
 //! - [`integer`]: integers in JSON as JSON Schema counts them (`5000.0` is one).
 //! - [`catalog`]: concert specs, their validation and the seat layout of a date.
-//! - [`date`]: the seats and reservations of one concert date (holds, expiry, payment).
+//! - [`date`]: the seats and reservations of one concert date (holds, expiry, payment,
+//!   refunds, check-in at the door, pausing and cancelling sales).
+//! - [`ticket`]: ticket ids and the signed codes scanners check.
+//! - [`sales`]: the operator's figures of a date, and pages of its reservations.
 //! - [`queue`]: one concert's waiting room (FIFO, exact positions, active cap).
 //! - [`wallet`]: a shard of wallets (balances, ledgers, idempotency keys).
 //! - [`rejection`]: the business outcomes a caller can be told "no" with.
@@ -28,12 +31,17 @@ pub mod public;
 pub mod queue;
 pub mod rejection;
 pub mod rules;
+pub mod sales;
+pub mod ticket;
 pub mod time;
 pub mod wallet;
 
 mod fenwick;
 
-pub use ids::{ChargeId, ConcertId, DateId, PaymentId, ReservationId, SeatId, Ticket, UserId, Won};
+pub use ids::{
+    ChargeId, ConcertId, DateId, PaymentId, RefundId, ReservationId, SeatId, Ticket, TicketId,
+    UserId, Won,
+};
 pub use image::Image;
 pub use rejection::Rejection;
 pub use rules::Rules;
@@ -43,9 +51,10 @@ pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
 /// Every change to durable state, as it is logged and replayed.
 ///
-/// Each variant names its owner; [`Event::Paid`] is the one event that spans owners
-/// (the date's seats, the payer's wallet and the payer's queue entry), so that there is
-/// never a durable state in which money moved and seats did not.
+/// Each variant names its owner; [`Event::Paid`] and [`Event::Refunded`] are the events
+/// that span owners (the date's seats and the payer's wallet, and for a payment the
+/// payer's queue entry), so that there is never a durable state in which money moved
+/// and seats did not.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// The catalog's events (concert creation).
@@ -58,4 +67,6 @@ pub enum Event {
     Wallet(wallet::WalletEvent),
     /// A reservation paid from a wallet: debit, seats sold, queue entry completed.
     Paid(date::Payment),
+    /// A paid reservation refunded: credit, seats available again, tickets void.
+    Refunded(date::Refund),
 }

@@ -22,12 +22,12 @@
 //! made, so reading the same record twice gives the same events.
 
 use super::catalog::CatalogEvent;
-use super::date::{DateEvent, Reservation};
+use super::date::{DateEvent, RefundReason, Reservation};
 use super::queue::QueueEvent;
 use super::wallet::WalletEvent;
 use super::{
-    ChargeId, ConcertId, DateId, Event, PaymentId, ReservationId, SeatId, Ticket, Timestamp,
-    UserId, Won,
+    ChargeId, ConcertId, DateId, Event, PaymentId, RefundId, ReservationId, SeatId, Ticket,
+    TicketId, Timestamp, UserId, Won,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -153,6 +153,52 @@ pub enum EventBody {
         /// The payer's balance after it.
         balance: Won,
     },
+    /// A paid reservation was refunded to its payer's wallet: its seats are free
+    /// again and its tickets void.
+    #[serde(rename = "reservation.refunded")]
+    ReservationRefunded {
+        /// The reservation.
+        #[serde(flatten)]
+        reservation: ReservationFacts,
+        /// The refund (its ledger entry's id).
+        refund_id: RefundId,
+        /// The payer's balance after it.
+        balance: Won,
+        /// `REQUESTED` by the holder, or `DATE_CANCELLED`.
+        reason: RefundReason,
+    },
+    /// A ticket was admitted at the door.
+    #[serde(rename = "ticket.admitted")]
+    TicketAdmitted {
+        /// The ticket.
+        ticket_id: TicketId,
+        /// Its reservation.
+        reservation_id: ReservationId,
+        /// The date.
+        date_id: DateId,
+        /// The seat.
+        seat_id: SeatId,
+    },
+    /// The operator paused sales of a date: no new holds.
+    #[serde(rename = "date.paused")]
+    DatePaused {
+        /// The date.
+        date_id: DateId,
+    },
+    /// The operator resumed sales of a date.
+    #[serde(rename = "date.resumed")]
+    DateResumed {
+        /// The date.
+        date_id: DateId,
+    },
+    /// The operator cancelled a date: it sells nothing more; its live holds are
+    /// released (a `reservation.cancelled` each follows) and its paid reservations
+    /// refunded (a `reservation.refunded` each, later).
+    #[serde(rename = "date.cancelled")]
+    DateCancelled {
+        /// The date.
+        date_id: DateId,
+    },
     /// Money was added to a wallet.
     #[serde(rename = "wallet.charged")]
     WalletCharged {
@@ -218,6 +264,12 @@ pub enum EventBody {
         /// The concert.
         concert_id: ConcertId,
     },
+    /// After a sell-out, seats came back (a refund): the room admits again.
+    #[serde(rename = "queue.reopened")]
+    QueueReopened {
+        /// The concert.
+        concert_id: ConcertId,
+    },
 }
 
 /// What every reservation event says about the reservation.
@@ -261,6 +313,11 @@ impl EventBody {
             EventBody::ReservationExpired { .. } => "reservation.expired",
             EventBody::ReservationCancelled { .. } => "reservation.cancelled",
             EventBody::ReservationPaid { .. } => "reservation.paid",
+            EventBody::ReservationRefunded { .. } => "reservation.refunded",
+            EventBody::TicketAdmitted { .. } => "ticket.admitted",
+            EventBody::DatePaused { .. } => "date.paused",
+            EventBody::DateResumed { .. } => "date.resumed",
+            EventBody::DateCancelled { .. } => "date.cancelled",
             EventBody::WalletCharged { .. } => "wallet.charged",
             EventBody::QueueJoined { .. } => "queue.joined",
             EventBody::QueueAdmitted { .. } => "queue.admitted",
@@ -268,6 +325,7 @@ impl EventBody {
             EventBody::QueueExpired { .. } => "queue.expired",
             EventBody::QueueCompleted { .. } => "queue.completed",
             EventBody::QueueSoldOut { .. } => "queue.sold_out",
+            EventBody::QueueReopened { .. } => "queue.reopened",
         }
     }
 }
@@ -336,6 +394,50 @@ pub fn public_events(
             };
             paid.into_iter().chain([(completed, at)]).collect()
         }
+        Event::Refunded(refund) => facts(refund.reservation_id)
+            .map(|(reservation, _)| {
+                let body = EventBody::ReservationRefunded {
+                    reservation,
+                    refund_id: refund.id,
+                    balance: refund.balance_after,
+                    reason: refund.reason,
+                };
+                (body, Some(refund.at))
+            })
+            .into_iter()
+            .collect(),
+        Event::Date(date_id, DateEvent::SalesPaused { at }) => {
+            vec![(EventBody::DatePaused { date_id: *date_id }, Some(*at))]
+        }
+        Event::Date(date_id, DateEvent::SalesResumed { at }) => {
+            vec![(EventBody::DateResumed { date_id: *date_id }, Some(*at))]
+        }
+        Event::Date(date_id, DateEvent::DateCancelled { released, at }) => {
+            let cancelled = (EventBody::DateCancelled { date_id: *date_id }, Some(*at));
+            let released = released
+                .iter()
+                .filter_map(|id| facts(*id))
+                .map(|(reservation, _)| {
+                    (EventBody::ReservationCancelled { reservation }, Some(*at))
+                });
+            std::iter::once(cancelled).chain(released).collect()
+        }
+        Event::Date(
+            date_id,
+            DateEvent::TicketAdmitted {
+                reservation_id,
+                seat_id,
+                at,
+            },
+        ) => vec![(
+            EventBody::TicketAdmitted {
+                ticket_id: super::ticket::ticket_id(*reservation_id, *seat_id),
+                reservation_id: *reservation_id,
+                date_id: *date_id,
+                seat_id: *seat_id,
+            },
+            Some(*at),
+        )],
         Event::Wallet(WalletEvent::Charged(charge)) => vec![(
             EventBody::WalletCharged {
                 user_id: charge.user,
@@ -394,6 +496,7 @@ fn queue_event(
             Some(at),
         ),
         QueueEvent::SoldOut { at } => (EventBody::QueueSoldOut { concert_id }, Some(at)),
+        QueueEvent::Reopened { at } => (EventBody::QueueReopened { concert_id }, Some(at)),
         QueueEvent::HoldNoted { .. } | QueueEvent::HoldReleased { .. } => return None,
     })
 }
@@ -484,6 +587,8 @@ mod tests {
             created_at: at,
             expires_at: at,
             payment_id: None,
+            refund_id: None,
+            admitted: Vec::new(),
         };
         let payment = super::super::date::Payment {
             id: PaymentId(uuid::Uuid::from_u128(8)),

@@ -174,7 +174,7 @@ pub enum QueueEvent {
         /// The reservation.
         reservation_id: ReservationId,
     },
-    /// Every seat of the concert is sold: every live entry ends.
+    /// Every seat of the concert is sold (or its dates cancelled): every live entry ends.
     SoldOut {
         /// When it was noticed.
         #[serde(with = "crate::domain::time::compact")]
@@ -186,6 +186,13 @@ pub enum QueueEvent {
         /// Who.
         user: UserId,
         /// When.
+        #[serde(with = "crate::domain::time::compact")]
+        at: Timestamp,
+    },
+    /// After a sell-out, seats came back (a refund): the room admits again. Entries the
+    /// sell-out ended stay ended; their users join again.
+    Reopened {
+        /// When it was noticed.
         #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
@@ -307,6 +314,9 @@ impl QueueState {
         }
         if sold_out && !self.sold_out {
             self.emit(QueueEvent::SoldOut { at: now }, &mut events);
+        } else if !sold_out && self.sold_out {
+            self.emit(QueueEvent::Reopened { at: now }, &mut events);
+            self.fill_slots(now, &mut events);
         }
         events
     }
@@ -494,6 +504,7 @@ impl QueueState {
                     self.finish(user, EntryStatus::SoldOut, at);
                 }
             }
+            QueueEvent::Reopened { .. } => self.sold_out = false,
         }
     }
 
@@ -835,6 +846,19 @@ mod tests {
         room.join(UserId(9), ticket(9), t(11)).unwrap();
         assert_eq!(status(&room, 9).0, EntryStatus::SoldOut);
         assert_eq!(room.waiting_len() + room.active_len(), 0);
+    }
+
+    #[test]
+    fn seats_that_come_back_after_a_sell_out_reopen_the_room_for_new_joiners() {
+        let mut room = room();
+        join(&mut room, 1, t(0));
+        room.advance(t(10), true);
+        let events = room.advance(t(20), false);
+        assert_eq!(events, [QueueEvent::Reopened { at: t(20) }]);
+        assert_eq!(status(&room, 1).0, EntryStatus::SoldOut);
+        join(&mut room, 9, t(21));
+        room.advance(t(21), false);
+        assert_eq!(status(&room, 9).0, EntryStatus::Active);
     }
 
     #[test]

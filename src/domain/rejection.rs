@@ -1,7 +1,7 @@
 //! Business outcomes that say "no". Each has a stable error code ([`Rejection::code`])
 //! that the HTTP layer answers with its status; a rejection never changes state.
 
-use super::{SeatId, Won};
+use super::{DateId, SeatId, Timestamp, Won};
 
 /// Why a command was refused. Part of the API: the HTTP layer maps each to a code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +65,39 @@ pub enum Rejection {
     /// 422 `IDEMPOTENCY_KEY_REUSED`: the key was used with another request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
+    /// 409 `RESERVATION_NOT_PAID`: only a paid reservation can be refunded.
+    #[error("only a paid reservation can be refunded")]
+    NotPaid,
+    /// 409 `ALREADY_REFUNDED`.
+    #[error("the reservation is already refunded")]
+    AlreadyRefunded,
+    /// 409 `REFUND_CLOSED`: past the refund deadline, or a ticket was already used.
+    #[error("{0}")]
+    RefundClosed(String),
+    /// 409 `SALES_PAUSED`: the operator paused sales of the date.
+    #[error("sales of this date are paused")]
+    SalesPaused,
+    /// 409 `DATE_CANCELLED`: the date was cancelled.
+    #[error("this date was cancelled")]
+    DateCancelled,
+    /// 400 `TICKET_INVALID`: a forged, altered or malformed code, or one naming no ticket.
+    #[error("{0}")]
+    TicketInvalid(String),
+    /// 400 `TICKET_VOID`: the ticket's reservation was refunded or its date cancelled.
+    #[error("the ticket is void (refunded or cancelled)")]
+    TicketVoid,
+    /// 400 `TICKET_WRONG_DATE`: a genuine ticket for another date than the one scanned for.
+    #[error("the ticket is for date {actual}, not this one")]
+    TicketWrongDate {
+        /// The date the ticket is for.
+        actual: DateId,
+    },
+    /// 409 `ALREADY_USED`: the ticket was admitted before, at `used_at`.
+    #[error("the ticket was already used at {}", rfc3339(.used_at))]
+    AlreadyUsed {
+        /// When it was admitted.
+        used_at: Timestamp,
+    },
 }
 
 impl Rejection {
@@ -88,8 +121,22 @@ impl Rejection {
             Rejection::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             Rejection::BalanceLimit { .. } => "BALANCE_LIMIT",
             Rejection::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Rejection::NotPaid => "RESERVATION_NOT_PAID",
+            Rejection::AlreadyRefunded => "ALREADY_REFUNDED",
+            Rejection::RefundClosed(_) => "REFUND_CLOSED",
+            Rejection::SalesPaused => "SALES_PAUSED",
+            Rejection::DateCancelled => "DATE_CANCELLED",
+            Rejection::TicketInvalid(_) => "TICKET_INVALID",
+            Rejection::TicketVoid => "TICKET_VOID",
+            Rejection::TicketWrongDate { .. } => "TICKET_WRONG_DATE",
+            Rejection::AlreadyUsed { .. } => "ALREADY_USED",
         }
     }
+}
+
+/// An instant as the API writes it (`2026-12-24T19:00:00Z`).
+pub fn rfc3339(at: &Timestamp) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 fn list(seats: &[SeatId]) -> String {

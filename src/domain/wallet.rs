@@ -1,13 +1,17 @@
 //! A shard of wallets: balances, ledgers and idempotency keys.
 //!
-//! Invariants: every balance equals the sum of its ledger (charges minus payments),
-//! is never negative and never exceeds `balance_max`; every ledger entry records the
-//! balance after it. An idempotency key names one request of one user for
+//! Invariants: every balance equals the sum of its ledger (charges and refunds minus
+//! payments) and is never negative; every ledger entry records the balance after it.
+//! A charge never takes a balance past `balance_max`. A refund is never refused: it
+//! gives back money the wallet paid, so it may take the balance past `balance_max` by
+//! at most what the user has paid and not been refunded (no charge is then accepted
+//! until the balance is back under the limit). Refusing it instead would keep the
+//! money of a cancelled show. An idempotency key names one request of one user for
 //! `idempotency_ttl`; a repeat gets the first success's receipt, a different request
 //! under the same key is refused. Only successes are recorded: a refused request
 //! changed nothing, so trying it again is always safe.
 
-use super::date::Payment;
+use super::date::{Payment, Refund};
 use super::{ChargeId, Rejection, ReservationId, Timestamp, UserId, Won};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
@@ -33,12 +37,14 @@ pub enum TransactionKind {
     Charge,
     /// Money out, for a reservation.
     Payment,
+    /// Money back, for a refunded reservation.
+    Refund,
 }
 
 /// One movement of money.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
-    /// The charge's or the payment's id.
+    /// The charge's, payment's or refund's id.
     pub id: Uuid,
     /// Charge or payment.
     pub kind: TransactionKind,
@@ -49,7 +55,7 @@ pub struct LedgerEntry {
     /// When.
     #[serde(with = "crate::domain::time::compact")]
     pub at: Timestamp,
-    /// The reservation a payment paid.
+    /// The reservation a payment paid or a refund refunded.
     pub reservation_id: Option<ReservationId>,
 }
 
@@ -63,6 +69,20 @@ impl From<&Payment> for LedgerEntry {
             balance_after: payment.balance_after,
             at: payment.paid_at,
             reservation_id: Some(payment.reservation_id),
+        }
+    }
+}
+
+impl From<&Refund> for LedgerEntry {
+    /// A refund's entry in its payer's ledger.
+    fn from(refund: &Refund) -> Self {
+        LedgerEntry {
+            id: refund.id.0,
+            kind: TransactionKind::Refund,
+            amount: refund.amount,
+            balance_after: refund.balance_after,
+            at: refund.at,
+            reservation_id: Some(refund.reservation_id),
         }
     }
 }
@@ -326,6 +346,22 @@ impl WalletShard {
         }
     }
 
+    /// Applies the wallet side of a refund, live or when recovering: a credit that no
+    /// limit refuses (see the module docs).
+    pub fn replay_refund(&mut self, refund: &Refund) {
+        let account = self.accounts.entry(refund.user).or_default();
+        let balance = account
+            .balance
+            .checked_add(refund.amount)
+            .expect("a refund never overflows");
+        assert_eq!(
+            balance, refund.balance_after,
+            "the logged balance matches the ledger"
+        );
+        account.balance = balance;
+        account.ledger.push(LedgerEntry::from(refund));
+    }
+
     /// Records a keyed request's receipt. Keys past their time to live are forgotten
     /// first, at the request's own time, exactly as the live wallet forgot them before
     /// it took the request: so a key used again a day later replays like it ran.
@@ -554,5 +590,41 @@ mod tests {
         replayed.replay(&event);
         assert_eq!(replayed.accounts, live.accounts);
         assert_eq!(replayed.keys, live.keys);
+    }
+
+    #[test]
+    fn a_refund_credits_past_the_balance_limit_and_is_in_the_ledger() {
+        let mut shard = WalletShard::new(RULES);
+        shard
+            .charge(UserId(1), Won(10_000), charge_id(1), None, t(0))
+            .unwrap();
+        shard.replay_payment(&payment(1, 10_000, 0, None));
+        shard
+            .charge(UserId(1), Won(10_000), charge_id(2), None, t(1))
+            .unwrap();
+        shard
+            .charge(UserId(1), Won(10_000), charge_id(3), None, t(1))
+            .unwrap();
+        shard
+            .charge(UserId(1), Won(5_000), charge_id(4), None, t(1))
+            .unwrap();
+        let refund = Refund {
+            id: crate::domain::RefundId(Uuid::from_u128(5)),
+            reservation_id: ReservationId(Uuid::from_u128(7)),
+            user: UserId(1),
+            concert_id: ConcertId(1),
+            date_id: DateId(1),
+            amount: Won(10_000),
+            balance_after: Won(35_000),
+            reason: crate::domain::date::RefundReason::DateCancelled,
+            at: t(2),
+        };
+        shard.replay_refund(&refund);
+        assert_eq!(shard.balance(UserId(1)), Won(35_000));
+        let refunds = shard.transactions(UserId(1), Some(TransactionKind::Refund), 10);
+        assert_eq!(refunds.len(), 1);
+        assert_eq!(refunds[0].id, refund.id.0);
+        let over = shard.charge(UserId(1), Won(1), charge_id(6), None, t(3));
+        assert_eq!(over, Err(Rejection::BalanceLimit { limit: Won(25_000) }));
     }
 }

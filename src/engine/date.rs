@@ -4,6 +4,17 @@
 //! the expiry of every hold whose deadline passed, applies each message to the
 //! [`DateState`], updates the read views, and hands the events and replies to the
 //! journal. A ticker records expiries even when no message comes.
+//!
+//! Besides the sale it owns what happens after it on this date:
+//! - refunds, asked by the payer's wallet actor (which vouches for the balance) and
+//!   logged here, since what this date logs next may build on the freed seats;
+//! - admissions at the door: one owner, so concurrent scans of one ticket serialize
+//!   here and exactly one is admitted; a scan of a ticket whose payment the wallet has
+//!   not yet reported durable waits for that word, so no admission is logged ahead of
+//!   its payment;
+//! - pausing and cancelling sales, and the operator's reports, computed between
+//!   batches from its state.
+//!
 //! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
 
 use super::clock::Clock;
@@ -11,8 +22,12 @@ use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::{DateView, ReservationIndex};
 use super::{Error, Reply};
-use crate::domain::date::{DateEvent, DateState, Hold, Pay, Payment, Reservation};
-use crate::domain::{Event, ReservationId, SeatId, UserId};
+use crate::domain::date::{
+    DateEvent, DateState, Hold, Pay, Payment, Refund, RefundCommand, Reservation,
+};
+use crate::domain::sales::{self, DateSales, ReservationFilter};
+use crate::domain::{Event, ReservationId, SeatId, Timestamp, UserId};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -35,6 +50,44 @@ enum DateMessage {
         command: Pay,
         reply: Reply<Payment>,
     },
+    Refund {
+        command: RefundCommand,
+        reply: Reply<Refund>,
+    },
+    SetPaused {
+        paused: bool,
+        reply: Reply<()>,
+    },
+    CancelDate {
+        reply: Reply<Cancellation>,
+    },
+    Admit {
+        reservation_id: ReservationId,
+        seat_id: SeatId,
+        reply: Reply<Reservation>,
+    },
+    PaymentDurable {
+        reservation_id: ReservationId,
+    },
+    Sales {
+        reply: Reply<DateSales>,
+    },
+    Reservations {
+        filter: ReservationFilter,
+        reply: Reply<ReservationPage>,
+    },
+}
+
+/// A page of a date's reservations and the cursor of the next.
+pub type ReservationPage = (Vec<Reservation>, Option<ReservationId>);
+
+/// What cancelling a date leaves to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cancellation {
+    /// Holds this call released (empty if the date was cancelled before).
+    pub released: Vec<(UserId, ReservationId)>,
+    /// Paid reservations still to refund.
+    pub to_refund: Vec<(UserId, ReservationId)>,
 }
 
 /// The way to one date actor. Cloning is cheap; the actor stops with the last clone.
@@ -64,7 +117,13 @@ impl DateHandle {
     /// Spawns the actor for `state` with a mailbox of `mailbox_len` messages.
     pub fn spawn(state: DateState, deps: DateDeps, mailbox_len: usize) -> Self {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
-        let actor = DateActor { state, deps, inbox };
+        let actor = DateActor {
+            state,
+            deps,
+            inbox,
+            unconfirmed: HashSet::new(),
+            parked: HashMap::new(),
+        };
         actor.load_views();
         tokio::spawn(actor.run());
         DateHandle { mailbox }
@@ -99,12 +158,80 @@ impl DateHandle {
     pub async fn pay(&self, command: Pay) -> Result<Payment, Error> {
         mailbox::call(&self.mailbox, |reply| DateMessage::Pay { command, reply }).await
     }
+
+    /// Frees a paid reservation's seats against the balance the wallet vouches for, and
+    /// logs the refund; answers once it is durable. The caller (the payer's wallet
+    /// actor) then credits the wallet.
+    pub async fn refund(&self, command: RefundCommand) -> Result<Refund, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::Refund {
+            command,
+            reply,
+        })
+        .await
+    }
+
+    /// Tells the date that the payment of a reservation is durable (the wallet logs
+    /// payments): scans of its tickets may now be admitted. Waits for room in the
+    /// mailbox however long it takes: a lost word would keep the tickets out.
+    pub async fn payment_durable(&self, reservation_id: ReservationId) {
+        let message = DateMessage::PaymentDurable { reservation_id };
+        // A date that is gone admits nobody anyway.
+        let _ = self.mailbox.send(message).await;
+    }
+
+    /// Pauses (`true`) or resumes sales.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::SetPaused {
+            paused,
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels the date (once; again, it only answers what is left to refund).
+    pub async fn cancel_date(&self) -> Result<Cancellation, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::CancelDate { reply }).await
+    }
+
+    /// Admits a ticket at the door; the reservation after it.
+    pub async fn admit(
+        &self,
+        reservation_id: ReservationId,
+        seat_id: SeatId,
+    ) -> Result<Reservation, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::Admit {
+            reservation_id,
+            seat_id,
+            reply,
+        })
+        .await
+    }
+
+    /// The date's sales figures.
+    pub async fn sales(&self) -> Result<DateSales, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::Sales { reply }).await
+    }
+
+    /// A page of the date's reservations.
+    pub async fn reservations(&self, filter: ReservationFilter) -> Result<ReservationPage, Error> {
+        mailbox::call(&self.mailbox, |reply| DateMessage::Reservations {
+            filter,
+            reply,
+        })
+        .await
+    }
 }
 
 struct DateActor {
     state: DateState,
     deps: DateDeps,
     inbox: mpsc::Receiver<DateMessage>,
+    /// Reservations paid here whose payment the wallet has not yet reported durable
+    /// (it logs the payment). Not state: after a restart every payment is durable.
+    unconfirmed: HashSet<ReservationId>,
+    /// Scans of tickets of unconfirmed payments, answered once the payment is durable,
+    /// so that no admission reaches the log ahead of the payment it admits.
+    parked: HashMap<ReservationId, Vec<(SeatId, Reply<Reservation>)>>,
 }
 
 impl DateActor {
@@ -139,7 +266,7 @@ impl DateActor {
         }
     }
 
-    fn handle(&mut self, message: DateMessage, now: crate::domain::Timestamp, batch: &mut Batch) {
+    fn handle(&mut self, message: DateMessage, now: Timestamp, batch: &mut Batch) {
         let date_id = self.state.date_id();
         match message {
             DateMessage::Hold { user, seats, reply } => {
@@ -175,12 +302,115 @@ impl DateActor {
             DateMessage::Pay { command, reply } => {
                 let result = self.state.pay(command, now).inspect(|payment| {
                     self.show(&[payment.reservation_id]);
+                    self.unconfirmed.insert(payment.reservation_id);
                 });
                 // Answered at once, not with the batch: this date logs nothing for a
                 // payment (the wallet logs it), and the reservation's SeatsHeld is
                 // already queued to the log writer ahead of anything the wallet sends.
                 let _ = reply.send(result.map_err(Error::from));
             }
+            DateMessage::Refund { command, reply } => {
+                let result = self.state.refund(command, now).inspect(|refund| {
+                    self.show_freed(refund.reservation_id);
+                    batch.push(Event::Refunded(refund.clone()));
+                });
+                // Logged here, unlike a payment: a later hold of a freed seat must
+                // follow the refund in the log. The payer's wallet, waiting for this
+                // answer, credits the money once the batch is durable.
+                batch.reply(reply, result.map_err(Error::from));
+            }
+            other => self.handle_operation(other, now, batch),
+        }
+    }
+
+    /// The messages of the operator and the door.
+    fn handle_operation(&mut self, message: DateMessage, now: Timestamp, batch: &mut Batch) {
+        let date_id = self.state.date_id();
+        match message {
+            DateMessage::SetPaused { paused, reply } => {
+                let change = if paused {
+                    self.state.pause(now)
+                } else {
+                    self.state.resume(now)
+                };
+                let result = change.map(|event| {
+                    if let Some(event) = event {
+                        self.publish(&event);
+                        batch.push(Event::Date(date_id, event));
+                    }
+                });
+                batch.reply(reply, result.map_err(Error::from));
+            }
+            DateMessage::CancelDate { reply } => {
+                let mut released = Vec::new();
+                if let Some(event) = self.state.cancel_date(now) {
+                    self.publish(&event);
+                    if let DateEvent::DateCancelled { released: ids, .. } = &event {
+                        released = ids
+                            .iter()
+                            .map(|id| (self.state.reservation(*id).expect("released").user, *id))
+                            .collect();
+                    }
+                    batch.push(Event::Date(date_id, event));
+                }
+                let to_refund = self.state.paid();
+                batch.reply(
+                    reply,
+                    Ok(Cancellation {
+                        released,
+                        to_refund,
+                    }),
+                );
+            }
+            DateMessage::Admit {
+                reservation_id,
+                seat_id,
+                reply,
+            } if self.unconfirmed.contains(&reservation_id) => {
+                let parked = self.parked.entry(reservation_id).or_default();
+                parked.push((seat_id, reply));
+            }
+            DateMessage::PaymentDurable { reservation_id } => {
+                self.unconfirmed.remove(&reservation_id);
+                for (seat_id, reply) in self.parked.remove(&reservation_id).unwrap_or_default() {
+                    if self.deps.journal.is_stopped() {
+                        batch.reply(reply, Err(Error::Unavailable));
+                        continue;
+                    }
+                    let message = DateMessage::Admit {
+                        reservation_id,
+                        seat_id,
+                        reply,
+                    };
+                    self.handle_operation(message, now, batch);
+                }
+            }
+            DateMessage::Admit {
+                reservation_id,
+                seat_id,
+                reply,
+            } => {
+                let result = self.state.admit(reservation_id, seat_id, now).map(|event| {
+                    self.publish(&event);
+                    batch.push(Event::Date(date_id, event));
+                    self.state
+                        .reservation(reservation_id)
+                        .expect("just admitted")
+                        .clone()
+                });
+                batch.reply(reply, result.map_err(Error::from));
+            }
+            DateMessage::Sales { reply } => {
+                batch.reply(reply, Ok(sales::date_sales(&self.state)));
+            }
+            DateMessage::Reservations { filter, reply } => {
+                let page = sales::reservations_page(&self.state, &filter);
+                batch.reply(reply, page.map_err(Error::from));
+            }
+            DateMessage::Hold { .. }
+            | DateMessage::Cancel { .. }
+            | DateMessage::Pay { .. }
+            | DateMessage::Refund { .. } => unreachable!("handled by `handle`"),
         }
     }
 
@@ -189,6 +419,10 @@ impl DateActor {
         self.deps
             .view
             .load(self.state.reservations(), self.state.counts());
+        self.deps.view.show_paused(self.state.is_paused());
+        self.deps
+            .view
+            .show_cancelled(self.state.cancelled_at().is_some());
         for reservation in self.state.reservations() {
             self.deps.index.record(reservation);
         }
@@ -202,7 +436,32 @@ impl DateActor {
             DateEvent::HoldsExpired {
                 reservation_ids, ..
             } => self.show(reservation_ids),
+            DateEvent::SalesPaused { .. } => self.deps.view.show_paused(true),
+            DateEvent::SalesResumed { .. } => self.deps.view.show_paused(false),
+            DateEvent::DateCancelled { released, .. } => {
+                self.deps.view.show_paused(false);
+                self.deps.view.show_cancelled(true);
+                self.show(released);
+            }
+            DateEvent::TicketAdmitted { reservation_id, .. } => {
+                // No seat changes: only the reservation's record does.
+                let reservation = self
+                    .state
+                    .reservation(*reservation_id)
+                    .expect("an admitted reservation exists");
+                self.deps.index.record(reservation);
+            }
         }
+    }
+
+    /// Shows a refunded reservation: its sold seats are available again.
+    fn show_freed(&self, id: ReservationId) {
+        let reservation = self
+            .state
+            .reservation(id)
+            .expect("a refunded reservation exists");
+        self.deps.view.show_freed(reservation, self.state.counts());
+        self.deps.index.record(reservation);
     }
 
     /// Shows changed reservations and the counts after them in one step.
@@ -225,12 +484,22 @@ impl DateActor {
 }
 
 impl Gated for DateMessage {
-    /// Every message to a date changes it.
+    /// Every message to a date changes it, but the operator's reports.
     fn refuse_mutation(self, batch: &mut Batch) -> Option<Self> {
         match self {
             DateMessage::Hold { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
             DateMessage::Cancel { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
             DateMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            DateMessage::Refund { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            DateMessage::SetPaused { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            DateMessage::CancelDate { reply } => batch.reply(reply, Err(Error::Unavailable)),
+            DateMessage::Admit { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            read @ (DateMessage::Sales { .. }
+            | DateMessage::Reservations { .. }
+            | DateMessage::PaymentDurable { .. }) => {
+                // The last only releases parked scans, which are then refused.
+                return Some(read);
+            }
         }
         None
     }

@@ -30,7 +30,7 @@ pub struct CodeLabel {
 pub struct QueueLabels {
     /// The concert.
     pub concert: u64,
-    /// `joined`, `admitted`, `left`, `expired`, `completed` or `sold_out`.
+    /// `joined`, `admitted`, `left`, `expired`, `completed`, `sold_out` or `reopened`.
     pub event: &'static str,
 }
 
@@ -55,6 +55,16 @@ pub struct EngineMetrics {
     pub charges_won: Counter,
     /// Waiting-room transitions per concert.
     pub queue_events: Family<QueueLabels, Counter>,
+    /// Paid reservations refunded (by their holder or a date's cancellation).
+    pub refunds: Counter,
+    /// Won refunded to wallets.
+    pub refunds_won: Counter,
+    /// Tickets admitted at the door.
+    pub tickets_admitted: Counter,
+    /// Times an operator paused sales of a date.
+    pub sales_paused: Counter,
+    /// Dates cancelled.
+    pub dates_cancelled: Counter,
 }
 
 impl EngineMetrics {
@@ -88,6 +98,31 @@ impl EngineMetrics {
                 "Won charged into wallets",
                 &self.charges_won,
             ),
+            (
+                "boxoffice_refunds",
+                "Paid reservations refunded",
+                &self.refunds,
+            ),
+            (
+                "boxoffice_refunds_won",
+                "Won refunded to wallets",
+                &self.refunds_won,
+            ),
+            (
+                "boxoffice_tickets_admitted",
+                "Tickets admitted at the door",
+                &self.tickets_admitted,
+            ),
+            (
+                "boxoffice_sales_paused",
+                "Times sales of a date were paused",
+                &self.sales_paused,
+            ),
+            (
+                "boxoffice_dates_cancelled",
+                "Dates cancelled",
+                &self.dates_cancelled,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -99,7 +134,7 @@ impl EngineMetrics {
         );
         registry.register(
             "boxoffice_queue_events",
-            "Waiting-room transitions per concert: joined, admitted, left, expired, completed, sold_out (one per concert sell-out)",
+            "Waiting-room transitions per concert: joined, admitted, left, expired, completed, sold_out (one per concert sell-out), reopened (seats came back after one)",
             self.queue_events.clone(),
         );
     }
@@ -131,6 +166,21 @@ impl EngineMetrics {
             ) => {
                 self.holds_expired.inc_by(reservation_ids.len() as u64);
             }
+            Event::Date(_, DateEvent::SalesPaused { .. }) => {
+                self.sales_paused.inc();
+            }
+            Event::Date(_, DateEvent::SalesResumed { .. }) => {}
+            Event::Date(_, DateEvent::DateCancelled { released, .. }) => {
+                self.dates_cancelled.inc();
+                self.holds_cancelled.inc_by(released.len() as u64);
+            }
+            Event::Date(_, DateEvent::TicketAdmitted { .. }) => {
+                self.tickets_admitted.inc();
+            }
+            Event::Refunded(refund) => {
+                self.refunds.inc();
+                self.refunds_won.inc_by(refund.amount.0);
+            }
             Event::Wallet(WalletEvent::Charged(charge)) => {
                 self.charges.inc();
                 self.charges_won.inc_by(charge.amount.0);
@@ -147,6 +197,7 @@ impl EngineMetrics {
                     QueueEvent::Left { .. } | QueueEvent::LeftAt { .. } => "left",
                     QueueEvent::Expired { .. } => "expired",
                     QueueEvent::SoldOut { .. } => "sold_out",
+                    QueueEvent::Reopened { .. } => "reopened",
                     QueueEvent::HoldNoted { .. } | QueueEvent::HoldReleased { .. } => return,
                 };
                 self.queue_event(*concert, name);

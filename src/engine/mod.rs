@@ -10,8 +10,9 @@
 //! - [`metrics`]: counters of what the sale did, fed by a tap on the log.
 //!
 //! [`Engine`] is the facade the HTTP layer calls. It runs the steps that span owners
-//! (a hold asks the queue, then the date, then tells the queue) and holds no state of
-//! its own beyond handles. Channels only go one way: http → wallet → date/queue → journal.
+//! (a hold asks the queue, then the date, then tells the queue; a date's cancellation
+//! is logged by the date, then each paid reservation is refunded through its payer's
+//! wallet) and holds no state of its own beyond handles. Channels only go one way: http → wallet → date/queue → journal.
 
 pub mod catalog;
 pub mod clock;
@@ -25,8 +26,12 @@ pub mod views;
 pub mod wallet;
 
 use crate::domain::catalog::{CatalogCommand, CatalogState, ConcertSpec};
-use crate::domain::date::{DateState, Payment, Reservation, SeatStatus, check_seat_list};
+use crate::domain::date::{
+    DateState, Payment, RefundReason, Reservation, SeatStatus, check_seat_list,
+};
 use crate::domain::queue::{EntryView, QueueState};
+use crate::domain::sales::{DateSales, ReservationFilter};
+use crate::domain::ticket::Claim;
 use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind};
 use crate::domain::{
     ConcertId, DateId, Event, Image, Rejection, ReservationId, Rules, SeatId, Timestamp, UserId,
@@ -139,12 +144,14 @@ impl Engine {
             })
             .collect();
         let catalog = tokio::sync::Mutex::new(catalog);
-        Arc::new(Engine {
+        let engine = Arc::new(Engine {
             context,
             catalog,
             directory,
             wallets,
-        })
+        });
+        engine.finish_cancellations();
+        engine
     }
 
     /// An engine with no data and an in-memory journal (tests, engine benchmarks).
@@ -220,7 +227,7 @@ impl Engine {
         let states = concert
             .dates
             .iter()
-            .map(|d| DateState::new(d.id, concert.id, d.layout.clone(), rules.date))
+            .map(|d| DateState::new(d.id, concert.id, d.starts_at, d.layout.clone(), rules.date))
             .collect();
         let queue = QueueState::new(concert.id, rules.queue);
         Ok(self.directory.open(concert, states, queue, &self.context))
@@ -302,6 +309,12 @@ impl Engine {
         }
         let max = self.context.rules.date.seats_per_reservation_max;
         check_seat_list(&date.view.date.layout, &seats, max)?;
+        if date.view.is_cancelled() {
+            return Err(Rejection::DateCancelled.into());
+        }
+        if date.view.is_paused() {
+            return Err(Rejection::SalesPaused.into());
+        }
         let taken: Vec<SeatId> = seats
             .iter()
             .copied()
@@ -407,7 +420,152 @@ impl Engine {
     ) -> Result<Payment, Error> {
         self.wallet(user).pay(user, reservation, key).await
     }
+
+    /// Refunds one of the user's paid reservations (before the refund deadline);
+    /// answers the reservation as it now is.
+    pub async fn refund(&self, user: UserId, id: ReservationId) -> Result<Reservation, Error> {
+        self.wallet(user)
+            .refund(user, id, RefundReason::Requested)
+            .await?;
+        self.reservation(user, id)
+    }
+
+    /// A date's actor and view, by id alone.
+    pub fn date_entry(&self, date: DateId) -> Result<Arc<DateEntry>, Error> {
+        Ok(self.directory.date(date).ok_or(Rejection::DateNotFound)?)
+    }
+
+    /// Pauses (`true`) or resumes sales of a date.
+    pub async fn set_paused(&self, date: DateId, paused: bool) -> Result<(), Error> {
+        self.date_entry(date)?.handle.set_paused(paused).await
+    }
+
+    /// Cancels a date: logs the cancellation (no more sales, live holds released), then
+    /// refunds every paid reservation through its payer's wallet, at most
+    /// [`REFUNDS_IN_FLIGHT_MAX`] at once. Calling it again (or a restart, see
+    /// [`Engine::finish_cancellations`]) refunds what a failure left; a reservation is
+    /// never refunded twice (its date refuses). Answers how many this call refunded.
+    ///
+    /// It runs in a task of its own: a caller that stops waiting (an HTTP client gone)
+    /// does not stop the refunds.
+    pub async fn cancel_date(self: &Arc<Self>, date: DateId) -> Result<u64, Error> {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.run_cancellation(date).await })
+            .await
+            .unwrap_or(Err(Error::Unavailable))
+    }
+
+    async fn run_cancellation(&self, date: DateId) -> Result<u64, Error> {
+        let entry = self.date_entry(date)?;
+        let cancellation = entry.handle.cancel_date().await?;
+        if let Ok(concert) = self.concert(entry.view.date.concert_id) {
+            for (user, id) in cancellation.released {
+                // The holds are released and logged; the room forgetting them is
+                // bookkeeping (an entry it misses ends with its window).
+                let _ = concert.queue.release_hold(user, id);
+            }
+        }
+        let mut refunds = tokio::task::JoinSet::new();
+        let mut pending = cancellation.to_refund.into_iter();
+        let mut refunded = 0;
+        let mut failure = None;
+        loop {
+            while refunds.len() < REFUNDS_IN_FLIGHT_MAX
+                && let Some((user, id)) = pending.next()
+            {
+                let wallet = self.wallet(user).clone();
+                refunds.spawn(
+                    async move { wallet.refund(user, id, RefundReason::DateCancelled).await },
+                );
+            }
+            let Some(done) = refunds.join_next().await else {
+                break;
+            };
+            match done.unwrap_or(Err(Error::Unavailable)) {
+                Ok(_) => refunded += 1,
+                // Refunded meanwhile by its holder: done all the same.
+                Err(Error::Rejected(Rejection::AlreadyRefunded)) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(refunded),
+        }
+    }
+
+    /// Finishes, in the background, every cancellation a crash or a failure left
+    /// unfinished (a cancelled date with paid reservations). Called at start.
+    pub fn finish_cancellations(self: &Arc<Self>) {
+        let cancelled: Vec<DateId> = self
+            .directory
+            .concerts()
+            .iter()
+            .flat_map(|c| &c.dates)
+            .filter(|d| d.view.is_cancelled())
+            .map(|d| d.view.date.id)
+            .collect();
+        for date in cancelled {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                match engine.cancel_date(date).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(%date, refunds = n, "finished the cancellation"),
+                    Err(e) => tracing::warn!(%date, "cancellation still unfinished: {e}"),
+                }
+            });
+        }
+    }
+
+    /// Admits the ticket a verified code names at the door, once. With `date`, a
+    /// ticket for another date is refused.
+    pub async fn check_in(&self, claim: Claim, date: Option<DateId>) -> Result<Reservation, Error> {
+        if let Some(date) = date
+            && date != claim.date_id
+        {
+            self.date_entry(date)?;
+            return Err(Rejection::TicketWrongDate {
+                actual: claim.date_id,
+            }
+            .into());
+        }
+        let entry = self.directory.date(claim.date_id).ok_or_else(|| {
+            Rejection::TicketInvalid("the code names no date of this server".into())
+        })?;
+        entry
+            .handle
+            .admit(claim.reservation_id, claim.seat_id)
+            .await
+    }
+
+    /// A date's sales figures.
+    pub async fn date_sales(&self, date: DateId) -> Result<DateSales, Error> {
+        self.date_entry(date)?.handle.sales().await
+    }
+
+    /// The sales figures of each date of a concert.
+    pub async fn concert_sales(&self, concert: ConcertId) -> Result<Vec<DateSales>, Error> {
+        let entry = self.concert(concert)?;
+        let mut dates = Vec::with_capacity(entry.dates.len());
+        for date in &entry.dates {
+            dates.push(date.handle.sales().await?);
+        }
+        Ok(dates)
+    }
+
+    /// A page of a date's reservations.
+    pub async fn date_reservations(
+        &self,
+        date: DateId,
+        filter: ReservationFilter,
+    ) -> Result<date::ReservationPage, Error> {
+        self.date_entry(date)?.handle.reservations(filter).await
+    }
 }
+
+/// Most refunds a date's cancellation has waiting at once (the wallets' mailboxes
+/// stay far from full).
+pub const REFUNDS_IN_FLIGHT_MAX: usize = 256;
 
 /// A reservation with its status at `now` (a lapsed hold reads as expired).
 fn as_of(mut reservation: Reservation, now: Timestamp) -> Reservation {

@@ -1,7 +1,8 @@
 //! The queue actor: the single owner of one concert's waiting room.
 //!
 //! Before and after every message it brings the room up to `now` (expiries and
-//! admissions in time order, and the sell-out, which it reads from its dates' views).
+//! admissions in time order, and the sell-out, which it reads from its dates' views:
+//! every date sold out or cancelled; seats a refund frees reopen the room).
 //! A ticker does the same when no message comes, so freed slots are handed out at once.
 //! It keeps a [`QueueView`] of who is active up to date before it releases any reply,
 //! so holds check admission without a round trip.
@@ -222,7 +223,9 @@ impl QueueActor {
         if self.deps.journal.is_stopped() {
             return; // Nothing changes once nothing can be logged.
         }
-        let sold_out = self.deps.dates.iter().all(|date| date.is_sold_out());
+        // A cancelled date sells nothing more: the room ends (SOLD_OUT) once every date
+        // is sold out or cancelled, and reopens if a refund frees seats of a live date.
+        let sold_out = self.deps.dates.iter().all(|date| date.is_closed());
         for event in self.state.advance(now, sold_out) {
             self.log(event, batch);
         }
@@ -242,6 +245,7 @@ impl QueueActor {
     fn log(&mut self, event: QueueEvent, batch: &mut Batch) {
         match &event {
             QueueEvent::SoldOut { .. } => self.deps.view.clear(),
+            QueueEvent::Reopened { .. } => {}
             QueueEvent::Joined { user, .. }
             | QueueEvent::Left { user }
             | QueueEvent::LeftAt { user, .. }

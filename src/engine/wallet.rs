@@ -6,6 +6,15 @@
 //! meanwhile: this actor owns it and is busy with this message), debits, and logs the
 //! one [`Event::Paid`] that records the seats, the debit and the queue entry. Once that
 //! record is durable the payer's queue entry is completed, and then the payer is told.
+//!
+//! A refund is the mirror image, with one difference: the date actor logs the one
+//! [`Event::Refunded`] that records the freed seats and the credit, because what the
+//! date logs next (a hold of a freed seat) must follow it in the log. So the shard
+//! first hands the log what it has done so far in its batch (the balance it vouches
+//! for must be durable before the refund that builds on it), then asks the date, and
+//! credits the wallet in memory once the refund is durable. The date refuses a second
+//! refund of the same reservation, so refunds that race (the holder's, a
+//! cancellation's) give one.
 //! Talks to: date and queue actors (never the other way round), and the journal.
 
 use super::catalog::Directory;
@@ -14,11 +23,11 @@ use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::ReservationIndex;
 use super::{Error, Reply};
-use crate::domain::date::{Pay, Payment};
+use crate::domain::date::{Pay, Payment, Refund, RefundCommand, RefundReason};
 use crate::domain::wallet::{
     Charge, KeyedRequest, LedgerEntry, Receipt, TransactionKind, WalletEvent, WalletShard,
 };
-use crate::domain::{ChargeId, Event, PaymentId, ReservationId, Timestamp, UserId, Won};
+use crate::domain::{ChargeId, Event, PaymentId, RefundId, ReservationId, Timestamp, UserId, Won};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,6 +53,12 @@ enum WalletMessage {
         reservation_id: ReservationId,
         key: Option<String>,
         reply: Reply<Payment>,
+    },
+    Refund {
+        user: UserId,
+        reservation_id: ReservationId,
+        reason: RefundReason,
+        reply: Reply<Refund>,
     },
 }
 
@@ -134,6 +149,22 @@ impl WalletHandle {
         })
         .await
     }
+
+    /// Refunds a paid reservation of the user's into the wallet.
+    pub async fn refund(
+        &self,
+        user: UserId,
+        reservation_id: ReservationId,
+        reason: RefundReason,
+    ) -> Result<Refund, Error> {
+        mailbox::call(&self.mailbox, |reply| WalletMessage::Refund {
+            user,
+            reservation_id,
+            reason,
+            reply,
+        })
+        .await
+    }
 }
 
 struct WalletActor {
@@ -190,7 +221,44 @@ impl WalletActor {
                 Ok(Paid::Recalled(payment)) => batch.reply(reply, Ok(payment)),
                 Err(e) => batch.reply(reply, Err(e)),
             },
+            WalletMessage::Refund {
+                user,
+                reservation_id,
+                reason,
+                reply,
+            } => {
+                let result = self.refund(user, reservation_id, reason, batch).await;
+                batch.reply(reply, result);
+            }
         }
+    }
+
+    async fn refund(
+        &mut self,
+        user: UserId,
+        reservation_id: ReservationId,
+        reason: RefundReason,
+        batch: &mut Batch,
+    ) -> Result<Refund, Error> {
+        let reservation = self.deps.index.owned(user, reservation_id)?;
+        let date = self
+            .deps
+            .directory
+            .date(reservation.date_id)
+            .ok_or(Error::Unavailable)?;
+        let command = RefundCommand {
+            user,
+            reservation_id,
+            refund_id: RefundId(uuid::Uuid::new_v4()),
+            balance: self.shard.balance(user),
+            reason,
+        };
+        // What this batch changed so far goes to the log ahead of the refund.
+        self.deps.journal.submit(std::mem::take(batch)).await;
+        // Answered once the date's record of the refund is durable.
+        let refund = date.handle.refund(command).await?;
+        self.shard.replay_refund(&refund);
+        Ok(refund)
     }
 
     fn charge(
@@ -256,7 +324,8 @@ impl WalletActor {
         Ok(Paid::Fresh(payment))
     }
 
-    /// Answers a payer once the payment is durable and the room has completed their
+    /// Answers a payer once the payment is durable, the date has heard so (it holds
+    /// back scans of the new tickets until then) and the room has completed their
     /// entry. The room hears of the payment only once it is durable, so nothing the
     /// room logs because of it can precede it in the log.
     fn reply_after_room(&self, payment: Payment, reply: Reply<Payment>, batch: &mut Batch) {
@@ -267,8 +336,14 @@ impl WalletActor {
             .directory
             .concert(payment.concert_id)
             .map(|c| c.queue.clone());
+        let date = self.deps.directory.date(payment.date_id);
         tokio::spawn(async move {
             let outcome = committed.await.unwrap_or(Err(Error::Unavailable));
+            if let Some(date) = date {
+                // Durable or not, the date stops holding back scans of its tickets
+                // (after a failed write they are refused, as every mutation is).
+                date.handle.payment_durable(payment.reservation_id).await;
+            }
             if outcome.is_ok()
                 && let Some(queue) = queue
             {
@@ -287,6 +362,7 @@ impl Gated for WalletMessage {
         match self {
             WalletMessage::Charge { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
             WalletMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            WalletMessage::Refund { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
             read @ (WalletMessage::Balance { .. } | WalletMessage::Transactions { .. }) => {
                 return Some(read);
             }

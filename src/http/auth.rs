@@ -1,8 +1,8 @@
 //! Who is calling: users by HS256 JWT (`sub` = user id, `exp` required), admins by the
-//! admin key. Both arrive as `Authorization: Bearer ...`; anything missing, malformed,
-//! badly signed, of another algorithm, expired or not yet valid (`nbf`) is 401
-//! `UNAUTHORIZED`, and so is a `sub` that is not a user id in its one spelling
-//! (decimal digits, no leading zero, not 0).
+//! admin key, door scanners by the scanner key (or the admin key). All arrive as
+//! `Authorization: Bearer ...`; anything missing, malformed, badly signed, of another
+//! algorithm, expired or not yet valid (`nbf`) is 401 `UNAUTHORIZED`, and so is a `sub`
+//! that is not a user id in its one spelling (decimal digits, no leading zero, not 0).
 
 use super::AppState;
 use super::error::ApiError;
@@ -20,6 +20,7 @@ const EXP_LEEWAY_SECS: u64 = 5;
 /// The secrets requests are checked against.
 pub struct Auth {
     admin_key: String,
+    scanner_key: Option<String>,
     decoding: DecodingKey,
     encoding: EncodingKey,
     validation: Validation,
@@ -41,10 +42,17 @@ impl Auth {
         validation.validate_nbf = true;
         Auth {
             admin_key: admin_key.to_owned(),
+            scanner_key: None,
             decoding: DecodingKey::from_secret(jwt_secret.as_bytes()),
             encoding: EncodingKey::from_secret(jwt_secret.as_bytes()),
             validation,
         }
+    }
+
+    /// Also lets door scanners check tickets in with `key` (if any).
+    pub fn with_scanner_key(mut self, key: Option<&str>) -> Self {
+        self.scanner_key = key.filter(|k| !k.is_empty()).map(str::to_owned);
+        self
     }
 
     /// A token for `user` that expires after `ttl_secs`.
@@ -74,6 +82,14 @@ impl Auth {
     fn is_admin(&self, key: &str) -> bool {
         // Constant time, so timing says nothing about the admin key.
         bool::from(key.as_bytes().ct_eq(self.admin_key.as_bytes()))
+    }
+
+    fn is_scanner(&self, key: &str) -> bool {
+        let scanner = self
+            .scanner_key
+            .as_ref()
+            .is_some_and(|k| bool::from(key.as_bytes().ct_eq(k.as_bytes())));
+        scanner || self.is_admin(key)
     }
 }
 
@@ -155,6 +171,22 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// Proof that the request carries the scanner key or the admin key.
+#[derive(Debug, Clone, Copy)]
+pub struct Scanner;
+
+impl FromRequestParts<AppState> for Scanner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.auth.is_scanner(bearer(parts)?) {
+            Ok(Scanner)
+        } else {
+            Err(ApiError::unauthorized("wrong scanner key"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +245,16 @@ mod tests {
         assert!(!auth.is_admin("admin "));
         assert!(!auth.is_admin("admi"));
         assert!(!auth.is_admin(""));
+    }
+
+    #[test]
+    fn the_scanner_key_checks_tickets_in_but_is_no_admin_key() {
+        let auth = Auth::new("admin", "secret").with_scanner_key(Some("door"));
+        assert!(auth.is_scanner("door"));
+        assert!(auth.is_scanner("admin"));
+        assert!(!auth.is_admin("door"));
+        assert!(!auth.is_scanner("doo"));
+        let none = Auth::new("admin", "secret").with_scanner_key(Some(""));
+        assert!(!none.is_scanner(""));
     }
 }

@@ -26,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/concerts/{concert_id}", get(get_concert))
         .route("/api/v1/concerts/{concert_id}/dates", get(list_dates))
         .route(
+            "/api/v1/concerts/{concert_id}/dates/{date_id}",
+            get(get_date),
+        )
+        .route(
             "/api/v1/concerts/{concert_id}/dates/{date_id}/seats",
             get(list_seats),
         )
@@ -44,6 +48,10 @@ pub struct DateSummary {
     pub seats_total: u32,
     /// Seats free to hold now.
     pub seats_available: u32,
+    /// Whether the operator paused sales (holds get `SALES_PAUSED`).
+    pub paused: bool,
+    /// Whether the date was cancelled (every paid reservation refunded).
+    pub cancelled: bool,
 }
 
 impl DateSummary {
@@ -54,6 +62,8 @@ impl DateSummary {
             starts_at: view.date.starts_at,
             seats_total: view.date.layout.seats_total(),
             seats_available: view.seats_available(now),
+            paused: view.is_paused(),
+            cancelled: view.is_cancelled(),
         }
     }
 }
@@ -98,6 +108,10 @@ pub struct SeatSummary {
     pub label: String,
     /// Section name.
     pub section: String,
+    /// Row within the section, from 1.
+    pub row: u32,
+    /// Number within the row, from 1.
+    pub number: u32,
     /// Price in won.
     pub price: Won,
     /// Status now.
@@ -178,6 +192,78 @@ pub async fn list_dates(
     ))
 }
 
+/// A section of a date with its live seat counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SectionSummary {
+    /// Its name.
+    pub name: String,
+    /// The price of a seat.
+    pub price: Won,
+    /// Seats in all.
+    pub seats_total: u32,
+    /// Seats free to hold now.
+    pub seats_available: u32,
+    /// Seats held now.
+    pub seats_held: u32,
+    /// Seats sold.
+    pub seats_sold: u32,
+}
+
+/// A date with its sections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DateDetail {
+    /// The date.
+    #[serde(flatten)]
+    pub date: DateSummary,
+    /// Its sections in layout order, with live counts.
+    pub sections: Vec<SectionSummary>,
+}
+
+/// A date with its sections and their live seat counts (so clients need not count
+/// seats or parse labels).
+#[utoipa::path(get, path = "/api/v1/concerts/{concertId}/dates/{dateId}", tag = "catalog",
+    params(
+        ("concertId" = u64, Path, description = "The concert's id"),
+        ("dateId" = u64, Path, description = "The date's id"),
+    ),
+    responses(
+        (status = 200, description = "The date", body = DateDetail),
+        (status = 404, description = "CONCERT_NOT_FOUND or DATE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_date(
+    State(state): State<AppState>,
+    Path((concert_id, date_id)): Path<(ConcertId, DateId)>,
+) -> Result<response::Json<DateDetail>, ApiError> {
+    let date = state.engine.date(concert_id, date_id)?;
+    let now = state.engine.now();
+    let layout = &date.view.date.layout;
+    let mut sections: Vec<SectionSummary> = layout
+        .sections()
+        .map(|s| SectionSummary {
+            name: s.name.to_owned(),
+            price: s.price,
+            seats_total: s.seats.len() as u32,
+            seats_available: 0,
+            seats_held: 0,
+            seats_sold: 0,
+        })
+        .collect();
+    for (seat, status) in date.view.statuses(now) {
+        let section = &mut sections[layout.section_of(seat.id).expect("a seat of the layout")];
+        match status {
+            SeatStatus::Available => section.seats_available += 1,
+            SeatStatus::Held => section.seats_held += 1,
+            SeatStatus::Sold => section.seats_sold += 1,
+        }
+    }
+    Ok(response::Json(DateDetail {
+        date: DateSummary::of(&date.view, now),
+        sections,
+    }))
+}
+
 /// Seat filter.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -213,6 +299,8 @@ pub async fn list_seats(
             id: seat.id,
             label: seat.label(),
             section: seat.section.to_owned(),
+            row: seat.row,
+            number: seat.number,
             price: seat.price,
             status,
         })

@@ -1,7 +1,7 @@
 //! `ApiError`: the one place business rejections and engine errors become HTTP
 //! answers, all as `application/problem+json` (RFC 9457) with a `code` member.
 
-use crate::domain::{Rejection, SeatId};
+use crate::domain::{Rejection, SeatId, Timestamp};
 use crate::engine::Error;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,8 @@ pub struct ApiError {
     pub seat_ids: Option<Vec<SeatId>>,
     /// Further members some codes carry (`oldestCursor` of `CURSOR_EXPIRED`).
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// When a ticket was first used, for `ALREADY_USED`.
+    pub used_at: Option<Timestamp>,
 }
 
 /// The problem document, as the OpenAPI schema shows it.
@@ -40,6 +42,10 @@ pub struct Problem {
     /// Seats concerned (`SEAT_UNAVAILABLE`, `SEAT_NOT_FOUND`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seat_ids: Option<Vec<SeatId>>,
+    /// When the ticket was first admitted (`ALREADY_USED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub used_at: Option<Timestamp>,
     /// The request's id (its `x-request-id`), on server errors: quote it when
     /// reporting one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,6 +65,7 @@ impl ApiError {
             detail: detail.into(),
             seat_ids: None,
             extra: serde_json::Map::new(),
+            used_at: None,
         }
     }
 
@@ -88,7 +95,11 @@ impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
         use StatusCode as S;
         let status = match &rejection {
-            Rejection::InvalidRequest(_) | Rejection::InvalidAmount(_) => S::BAD_REQUEST,
+            Rejection::InvalidRequest(_)
+            | Rejection::InvalidAmount(_)
+            | Rejection::TicketInvalid(_)
+            | Rejection::TicketVoid
+            | Rejection::TicketWrongDate { .. } => S::BAD_REQUEST,
             Rejection::ConcertNotFound
             | Rejection::DateNotFound
             | Rejection::SeatNotFound(_)
@@ -100,12 +111,22 @@ impl From<Rejection> for ApiError {
             | Rejection::AlreadyPaid
             | Rejection::ReservationExpired
             | Rejection::ReservationCancelled
-            | Rejection::BalanceLimit { .. } => S::CONFLICT,
+            | Rejection::BalanceLimit { .. }
+            | Rejection::NotPaid
+            | Rejection::AlreadyRefunded
+            | Rejection::RefundClosed(_)
+            | Rejection::SalesPaused
+            | Rejection::DateCancelled
+            | Rejection::AlreadyUsed { .. } => S::CONFLICT,
             Rejection::InsufficientBalance { .. } => S::PAYMENT_REQUIRED,
             Rejection::IdempotencyKeyReused => S::UNPROCESSABLE_ENTITY,
         };
         let detail = rejection.to_string();
         let code = rejection.code();
+        let used_at = match rejection {
+            Rejection::AlreadyUsed { used_at } => Some(used_at),
+            _ => None,
+        };
         let seat_ids = match rejection {
             Rejection::SeatNotFound(seats) | Rejection::SeatUnavailable(seats) => Some(seats),
             _ => None,
@@ -116,6 +137,7 @@ impl From<Rejection> for ApiError {
             detail,
             seat_ids,
             extra: serde_json::Map::new(),
+            used_at,
         }
     }
 }
@@ -155,6 +177,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             seat_ids: self.seat_ids,
+            used_at: self.used_at,
             request_id,
             extra: self.extra,
         };
@@ -215,6 +238,19 @@ mod tests {
                 limit: crate::domain::Won(1),
             },
             Rejection::IdempotencyKeyReused,
+            Rejection::NotPaid,
+            Rejection::AlreadyRefunded,
+            Rejection::RefundClosed(String::new()),
+            Rejection::SalesPaused,
+            Rejection::DateCancelled,
+            Rejection::TicketInvalid(String::new()),
+            Rejection::TicketVoid,
+            Rejection::TicketWrongDate {
+                actual: crate::domain::DateId(1),
+            },
+            Rejection::AlreadyUsed {
+                used_at: Timestamp::UNIX_EPOCH,
+            },
         ];
         for rejection in rejections {
             let error = ApiError::from(rejection.clone());

@@ -5,6 +5,7 @@
 //! them and answers everything else with problem+json (404 `NOT_FOUND`, 405).
 //! `AppState` holds handles only.
 
+pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod queue;
 pub mod reservations;
 pub mod server;
 pub mod shed;
+pub mod tickets;
 pub mod wallet;
 
 use crate::engine::Engine;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Request authentication.
     pub auth: Arc<Auth>,
+    /// The key ticket codes are signed and checked with.
+    pub tickets: Arc<crate::domain::ticket::TicketKey>,
     /// What the observation layer needs.
     pub observe: Arc<Observe>,
     /// Every series `/metrics` shows.
@@ -71,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(reservations::router())
         .merge(wallet::router())
+        .merge(tickets::router())
+        .merge(admin::router())
         .merge(ops::router(state.engine.rules()))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {

@@ -2,7 +2,7 @@
 //! and made exact by [`document`]: the limits the server is configured with, and the
 //! ranges of unsigned integers, which the annotations cannot state.
 
-use super::{catalog, events, metrics, ops, queue, reservations, wallet};
+use super::{admin, catalog, events, metrics, ops, queue, reservations, tickets, wallet};
 use crate::domain::Rules;
 use crate::domain::catalog::NAME_PATTERN;
 use serde_json::{Value, json};
@@ -15,11 +15,15 @@ use utoipa::{Modify, OpenApi};
     info(title = "boxoffice", description = "Concert seat sales: waiting rooms, seat holds, wallet and payments."),
     paths(
         catalog::create_concert, catalog::list_concerts, catalog::get_concert, catalog::list_dates,
-        catalog::list_seats,
+        catalog::get_date, catalog::list_seats,
         queue::join, queue::get_entry, queue::leave,
         reservations::hold, reservations::list, reservations::get_one, reservations::cancel,
+        reservations::refund,
         wallet::balance, wallet::charge, wallet::transactions, wallet::pay, wallet::payments,
         events::page, events::stream,
+        tickets::list, tickets::check_in,
+        admin::pause, admin::resume, admin::cancel, admin::date_sales, admin::concert_sales,
+        admin::date_reservations, admin::user_reservations,
         ops::health, metrics::metrics,
     ),
     modifiers(&Security),
@@ -30,7 +34,8 @@ use utoipa::{Modify, OpenApi};
         (name = "wallet", description = "Prepaid wallet"),
         (name = "payments", description = "Paying a hold from the wallet"),
         (name = "events", description = "The event feed: every committed change as a public event, in commit order"),
-        (name = "operations", description = "Health, metrics and documentation"),
+        (name = "tickets", description = "Tickets of paid seats, and check-in at the door"),
+        (name = "operations", description = "The operator's box office (pause, resume, cancel, sales, reservations), health, metrics and documentation"),
     )
 )]
 pub struct ApiDoc;
@@ -51,6 +56,11 @@ impl Modify for Security {
             .build();
         components.add_security_scheme("user", SecurityScheme::Http(user));
         components.add_security_scheme("admin", SecurityScheme::Http(admin));
+        let scanner = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("The scanner key (--scanner-key): check-ins only"))
+            .build();
+        components.add_security_scheme("scanner", SecurityScheme::Http(scanner));
     }
 }
 

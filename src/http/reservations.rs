@@ -1,4 +1,5 @@
-//! Reservation routes: hold seats (all or none), read and release one's own holds.
+//! Reservation routes: hold seats (all or none), read and release one's own holds,
+//! refund one's paid reservations.
 
 use super::AppState;
 use super::auth::User;
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{self, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 /// The reservation routes.
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/reservations", get(list).post(hold))
         .route("/api/v1/reservations/{id}", get(get_one).delete(cancel))
+        .route("/api/v1/reservations/{id}/refund", post(refund))
 }
 
 /// A request to hold seats.
@@ -57,7 +59,7 @@ pub struct ReservationBody {
     concert_id: ConcertId,
     /// The date.
     date_id: DateId,
-    /// `HELD`, `PAID`, `EXPIRED` or `CANCELLED`, as of now.
+    /// `HELD`, `PAID`, `EXPIRED`, `CANCELLED` or `REFUNDED`, as of now.
     status: ReservationStatus,
     /// The sum of the seats' prices.
     amount: Won,
@@ -72,7 +74,8 @@ pub struct ReservationBody {
 }
 
 impl ReservationBody {
-    fn new(engine: &Engine, reservation: Reservation) -> Self {
+    /// The body of a reservation.
+    pub fn new(engine: &Engine, reservation: Reservation) -> Self {
         let seats = engine
             .reserved_seats(&reservation)
             .into_iter()
@@ -100,7 +103,7 @@ impl ReservationBody {
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "NOT_ADMITTED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "DATE_NOT_FOUND or SEAT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "SEAT_UNAVAILABLE (with seatIds) or SEAT_LIMIT_EXCEEDED", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "SEAT_UNAVAILABLE (with seatIds), SEAT_LIMIT_EXCEEDED, SALES_PAUSED or DATE_CANCELLED", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn hold(
     User(user): User,
@@ -167,7 +170,7 @@ pub async fn get_one(
         (status = 400, description = "INVALID_REQUEST (a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "ALREADY_PAID", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "ALREADY_PAID, or ALREADY_REFUNDED for one paid and refunded", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn cancel(
     User(user): User,
@@ -176,4 +179,29 @@ pub async fn cancel(
 ) -> Result<StatusCode, ApiError> {
     state.engine.cancel(user, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refunds a paid reservation, until `--refund-until-secs-before` (default 24 h) before
+/// the show and while none of its tickets was used: the whole amount goes back to the
+/// wallet (a `REFUND` ledger entry), the seats are available again and the tickets
+/// void, in one logged step. A refund is never refused for the balance limit (it may
+/// take the balance past `--max-balance`; charges are refused until it is back under).
+#[utoipa::path(post, path = "/api/v1/reservations/{id}/refund", tag = "reservations", security(("user" = [])),
+    params(("id" = String, Path, format = Uuid, description = "The reservation's id")),
+    responses(
+        (status = 200, description = "Refunded: the reservation, status REFUNDED", body = ReservationBody),
+        (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "RESERVATION_NOT_FOUND (also someone else's)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "ALREADY_REFUNDED, REFUND_CLOSED (past the deadline, or a ticket was used), RESERVATION_NOT_PAID (held, expired or cancelled)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refund(
+    User(user): User,
+    State(state): State<AppState>,
+    Path(id): Path<ReservationId>,
+) -> Result<response::Json<ReservationBody>, ApiError> {
+    let reservation = state.engine.refund(user, id).await?;
+    Ok(response::Json(ReservationBody::new(
+        &state.engine,
+        reservation,
+    )))
 }

@@ -66,7 +66,7 @@ pub struct ChargeBody {
 pub struct TransactionBody {
     /// The charge's or the payment's id.
     id: Uuid,
-    /// `CHARGE` or `PAYMENT`.
+    /// `CHARGE`, `PAYMENT` or `REFUND`.
     kind: TransactionKind,
     /// How much moved; positive for both kinds.
     amount: Won,
@@ -236,7 +236,7 @@ pub async fn transactions(
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 402, description = "INSUFFICIENT_BALANCE (nothing changes, the hold stays)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "RESERVATION_EXPIRED, ALREADY_PAID or RESERVATION_CANCELLED", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "RESERVATION_EXPIRED, ALREADY_PAID, ALREADY_REFUNDED (paid, then refunded) or RESERVATION_CANCELLED", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn pay(

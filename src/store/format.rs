@@ -10,7 +10,11 @@ pub const LOG_MAGIC: &[u8; 8] = b"BOXOLOG1";
 /// Magic at the start of a snapshot.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BOXSNAP1";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 added what follows a sale (refunds, check-ins, pausing and cancelling a
+/// date): new event kinds and new fields in reservations and date states. Version 1
+/// data is refused with its version named, never misread.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER_LEN: usize = 16;
 /// Bytes of a record header (length, checksum, sequence number).

@@ -7,12 +7,14 @@
 //!   the same directory refuses to start;
 //! - log segments `{first sequence number, 20 digits}.log`;
 //! - snapshots `{last sequence number, 20 digits}.snapshot` (the two newest are kept;
-//!   `*.snapshot.tmp` files are unfinished writes and are removed at start).
+//!   `*.snapshot.tmp` files are unfinished writes and are removed at start);
+//! - `ticket-secret`, unless `--ticket-secret` is set: the key that signs ticket codes,
+//!   made on the first start (mode 0600), so codes verify after a restart.
 //!
-//! # Log segment format (version 1)
+//! # Log segment format (version 2)
 //!
 //! A segment starts with a 16-byte header: the magic `BOXOLOG1` (8 bytes), the format
-//! version as a little-endian `u32` (1), and 4 zero bytes. Records follow back to
+//! version as a little-endian `u32` (2), and 4 zero bytes. Records follow back to
 //! back, each:
 //!
 //! | bytes | field |
@@ -23,16 +25,21 @@
 //! | n | payload: one [`crate::domain::Event`], bincode 2 (standard config) via serde |
 //!
 //! Inside payloads, timestamps are two integers, seconds since 1970 (`i64`) and
-//! nanoseconds (`u32`) ([`crate::domain::time`]), not text.
+//! nanoseconds (`u32`) ([`crate::domain::time`]), not text. bincode via serde writes
+//! fields in declaration order with no names or defaults, so any change to an event
+//! or state type is a new format version: version 2 added refunds
+//! (`Event::Refunded`), check-ins, pausing and cancelling a date (new `DateEvent`
+//! kinds), a waiting room reopening, and the fields they need in `Reservation` and
+//! `DateState`. A segment or snapshot of another version is refused, naming it.
 //!
 //! Segments are named after their first record's sequence number; together they hold
 //! one gapless run of sequence numbers. The writer appends whole batches with one
 //! `write` and one `fdatasync` (group commit) and only then releases the replies of the
 //! batches in it; a new segment starts when the current one passes 64 MiB.
 //!
-//! # Snapshot format (version 1)
+//! # Snapshot format (version 2)
 //!
-//! The magic `BOXSNAP1` (8 bytes), the version `u32` LE (1), 4 zero bytes, the sequence
+//! The magic `BOXSNAP1` (8 bytes), the version `u32` LE (2), 4 zero bytes, the sequence
 //! number of the last event it includes (`u64` LE), the payload length (`u64` LE), the
 //! CRC-32 of the payload (`u32` LE), then the payload: a [`crate::domain::Image`], bincode 2 via
 //! serde. It is written to `*.snapshot.tmp`, fsynced, renamed, and the directory fsynced.

@@ -190,6 +190,12 @@ impl Server {
         self.auth.token(UserId(user), 3600)
     }
 
+    /// The server's clock.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use boxoffice::engine::clock::Clock;
+        self.clock.now()
+    }
+
     /// Moves the server's clock forward.
     pub fn advance(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));

@@ -8,6 +8,8 @@
 //!   date actor takes once per published change to update the counts and the live
 //!   deadlines together (so a reader never sees one without the other).
 //!
+//! - whether sales are paused and whether the date is cancelled: one atomic load each.
+//!
 //! Readers apply `now` themselves, so a hold stops counting at its deadline even
 //! before the actor has recorded the expiry.
 
@@ -16,7 +18,7 @@ use crate::domain::date::{Reservation, ReservationStatus, SeatCounts, SeatStatus
 use crate::domain::{SeatId, Timestamp};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const STATUS_SHIFT: u32 = 62;
 const DEADLINE_MASK: u64 = (1 << STATUS_SHIFT) - 1;
@@ -36,6 +38,8 @@ pub struct DateView {
     /// Counts and live deadlines, changed together so a reader never sees one without
     /// the other.
     tally: Mutex<Tally>,
+    paused: AtomicBool,
+    cancelled: AtomicBool,
 }
 
 #[derive(Default)]
@@ -60,6 +64,8 @@ impl DateView {
                 counts,
                 deadlines: BTreeMap::new(),
             }),
+            paused: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
             date,
         }
     }
@@ -79,7 +85,9 @@ impl DateView {
                     (HELD << STATUS_SHIFT) | deadline
                 }
                 ReservationStatus::Paid => SOLD << STATUS_SHIFT,
-                ReservationStatus::Expired | ReservationStatus::Cancelled => continue,
+                ReservationStatus::Expired
+                | ReservationStatus::Cancelled
+                | ReservationStatus::Refunded => continue,
             };
             for seat in &reservation.seats {
                 self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
@@ -125,6 +133,42 @@ impl DateView {
         tally.counts = counts;
     }
 
+    /// Shows a refunded reservation (it was paid, so no hold deadline is involved): its
+    /// seats are available again.
+    pub(in crate::engine) fn show_freed(&self, reservation: &Reservation, counts: SeatCounts) {
+        let mut tally = self.tally.lock();
+        for seat in &reservation.seats {
+            self.seats[seat.0 as usize - 1].store(0, Ordering::Release);
+        }
+        tally.counts = counts;
+    }
+
+    /// Shows whether sales are paused.
+    pub(in crate::engine) fn show_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    /// Shows the date as cancelled (or not, at start).
+    pub(in crate::engine) fn show_cancelled(&self, cancelled: bool) {
+        self.cancelled.store(cancelled, Ordering::Release);
+    }
+
+    /// Whether the operator paused sales.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Whether the operator cancelled the date.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Whether the date has nothing left to sell: every seat sold, or the date
+    /// cancelled. (A refund can give a sold-out date seats again.)
+    pub fn is_closed(&self) -> bool {
+        self.is_cancelled() || self.is_sold_out()
+    }
+
     /// A seat's status at `now`.
     pub fn seat_status(&self, id: SeatId, now: Timestamp) -> Option<SeatStatus> {
         let word = self
@@ -152,7 +196,7 @@ impl DateView {
         (counts.held, counts.sold)
     }
 
-    /// Whether every seat is sold (for good: sold seats never return).
+    /// Whether every seat is sold (until a refund frees some).
     pub fn is_sold_out(&self) -> bool {
         self.tally.lock().counts.sold == self.date.layout.seats_total()
     }
