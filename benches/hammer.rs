@@ -24,6 +24,8 @@
 
 #[path = "common/load.rs"]
 mod load;
+#[path = "common/sale.rs"]
+mod sale;
 
 use boxoffice::app;
 use boxoffice::config::Config;
@@ -31,9 +33,9 @@ use boxoffice::engine::clock::SystemClock;
 use boxoffice::store::FsyncPolicy;
 use clap::Parser;
 use load::{Phase, Stop, post_raw, timed};
-use serde_json::{Value, json};
+use sale::{Target, flash_sale, setup};
+use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Parser)]
@@ -76,33 +78,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-struct Target {
-    base: String,
-    http: reqwest::Client,
-    admin_key: String,
-    jwt_secret: String,
-}
-
-impl Target {
-    fn token(&self, user: u64) -> String {
-        boxoffice::http::auth::token_for_secret(
-            &self.jwt_secret,
-            boxoffice::domain::UserId(user),
-            3600,
-        )
-    }
-
-    /// POSTs JSON; answers the status and the body parsed as JSON.
-    async fn post(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let (status, bytes) = post_raw(&self.http, &url, bearer, &body).await;
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
 }
 
 /// Starts the real server in-process (observed as it ships, or with `--unobserved`)
@@ -148,66 +123,6 @@ fn start_server(args: &Args, observed: bool) -> (String, tempfile::TempDir) {
 }
 
 static EMPTY_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-async fn setup(target: &Target, users: u64, connections: usize) -> (u64, u64, u64) {
-    let seats_per_row = 100;
-    let rows = (users / seats_per_row + 2) as u32;
-    let spec = json!({"title": "Hammer", "venue": "Loopback", "dates": [
-        {"startsAt": "2099-12-24T19:00:00Z", "sections": [{"name": "A", "rows": 1, "seatsPerRow": 1, "price": 1000}]},
-        {"startsAt": "2099-12-25T19:00:00Z", "sections": [{"name": "B", "rows": rows, "seatsPerRow": seats_per_row, "price": 1000}]}]});
-    let (status, concert) = target
-        .post(&target.admin_key, "/api/v1/admin/concerts", spec)
-        .await;
-    assert_eq!(status, 201, "creating the concert: {concert}");
-    let concert_id = concert["id"].as_u64().unwrap();
-    let (one_seat_date, sale_date) = (
-        concert["dates"][0]["id"].as_u64().unwrap(),
-        concert["dates"][1]["id"].as_u64().unwrap(),
-    );
-    let next = Arc::new(AtomicU64::new(1));
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let (next, target) = (
-                next.clone(),
-                Target {
-                    base: target.base.clone(),
-                    http: target.http.clone(),
-                    admin_key: String::new(),
-                    jwt_secret: target.jwt_secret.clone(),
-                },
-            );
-            tokio::spawn(async move {
-                loop {
-                    let user = next.fetch_add(1, Ordering::Relaxed);
-                    if user > users {
-                        break;
-                    }
-                    let token = target.token(user);
-                    let (status, entry) = target
-                        .post(
-                            &token,
-                            &format!("/api/v1/concerts/{concert_id}/queue"),
-                            json!(null),
-                        )
-                        .await;
-                    assert!(status == 201 || status == 200, "joining: {entry}");
-                    assert_eq!(
-                        entry["status"], "ACTIVE",
-                        "user {user} must be admitted (raise --queue-active-max)"
-                    );
-                    let (status, _) = target
-                        .post(&token, "/api/v1/wallet/charges", json!({"amount": 5000}))
-                        .await;
-                    assert_eq!(status, 200);
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    (concert_id, one_seat_date, sale_date)
-}
 
 fn main() {
     let args = Args::parse();
@@ -308,66 +223,15 @@ async fn run(args: Args, base: String, unobserved: Option<String>) -> bool {
     }
 
     if wants("flash-sale") {
-        let next = Arc::new(AtomicUsize::new(0));
-        let (t, hold_tokens) = (target.clone(), tokens.clone());
-        let reservations: Arc<parking_lot::Mutex<Vec<(u64, String)>>> = Arc::default();
-        let held = reservations.clone();
-        let phase = timed(
-            "sale-hold",
-            args.connections,
-            Stop::Count(next, args.users as usize),
-            move |_, _| {
-                let (t, tokens, held) = (t.clone(), hold_tokens.clone(), held.clone());
-                async move {
-                    // Each request takes the next user; that user holds a seat of their own.
-                    let user = USER.fetch_add(1, Ordering::Relaxed) + 1;
-                    let body = json!({"dateId": sale_date, "seatIds": [user]});
-                    let (status, reservation) = t
-                        .post(&tokens[user as usize], "/api/v1/reservations", body)
-                        .await;
-                    if status == 201 {
-                        held.lock()
-                            .push((user, reservation["id"].as_str().unwrap().to_owned()));
-                    }
-                    status
-                }
-            },
-        )
-        .await;
-        phase.print(empty.as_ref().map(|e| ("empty", e)));
-        let held: Arc<Vec<(u64, String)>> = Arc::new(std::mem::take(&mut *reservations.lock()));
-        let next = Arc::new(AtomicUsize::new(0));
-        let (t, tokens, list, cursor) = (
-            target.clone(),
-            tokens.clone(),
-            held.clone(),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let phase = timed(
-            "sale-pay",
-            args.connections,
-            Stop::Count(next, held.len()),
-            move |_, _| {
-                let (t, tokens, list) = (t.clone(), tokens.clone(), list.clone());
-                let i = cursor.fetch_add(1, Ordering::Relaxed);
-                async move {
-                    let (user, id) = &list[i];
-                    let url = format!("{}/api/v1/payments", t.base);
-                    let body = json!({"reservationId": id});
-                    post_raw(&t.http, &url, &tokens[*user as usize], &body)
-                        .await
-                        .0
-                }
-            },
-        )
-        .await;
-        phase.print(empty.as_ref().map(|e| ("empty", e)));
-        failed |= phase.count(201) != held.len() as u64;
+        let names = ("sale-hold", "sale-pay");
+        let (hold, pay, paid_all) =
+            flash_sale(&target, &tokens, sale_date, args.connections, names).await;
+        hold.print(empty.as_ref().map(|e| ("empty", e)));
+        pay.print(empty.as_ref().map(|e| ("empty", e)));
+        failed |= !paid_all;
     }
     failed
 }
-
-static USER: AtomicU64 = AtomicU64::new(0);
 
 /// C connections hold the one seat of `date` for D seconds.
 async fn one_seat(
