@@ -65,7 +65,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const WARM_UP: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Parser)]
-#[command(about = "boxoffice overload benchmark (needs wrk)")]
+#[command(
+    name = "overload",
+    bin_name = "cargo bench --bench overload --",
+    about = "boxoffice overload benchmark (needs wrk)"
+)]
 struct Args {
     /// Connections wrk keeps open.
     #[arg(long, default_value_t = 8000)]

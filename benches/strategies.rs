@@ -59,7 +59,11 @@ use std::time::Duration;
 use targets::{Kind, Target};
 
 #[derive(Debug, Clone, Parser)]
-#[command(about = "lock strategies against boxoffice")]
+#[command(
+    name = "strategies",
+    bin_name = "cargo bench --bench strategies --",
+    about = "lock strategies against boxoffice"
+)]
 struct Args {
     /// About a second per workload and a small inventory; output under target/tmp.
     #[arg(long)]
