@@ -228,3 +228,31 @@ async fn bad_cursors_and_limits_are_refused_and_an_expired_cursor_is_gone() {
         .await;
     stream.assert_problem(410, "CURSOR_EXPIRED");
 }
+
+#[tokio::test]
+async fn refunds_pauses_and_check_ins_are_public_events_too() {
+    let server = Server::start().await;
+    let (concert, date) = server.concert(1, 5, 100).await;
+    server.admit(concert, 1).await;
+    server.charge(1, 1000).await;
+    let held = server.hold(1, date, &[1, 2]).await.expect(201);
+    let id = held["id"].as_str().unwrap();
+    server.pay(1, id).await.expect(201);
+    let path = format!("/api/v1/reservations/{id}/refund");
+    server.post(1, &path, json!(null)).await.expect(200);
+    let pause = format!("/api/v1/admin/dates/{date}/pause");
+    server.admin_post(&pause, json!(null)).await.expect(200);
+    let events = read_all(&server, 100).await;
+    let refunded = events
+        .iter()
+        .find(|e| e["type"] == "reservation.refunded")
+        .expect("a reservation.refunded event");
+    assert_eq!(refunded["reservationId"], id);
+    assert_eq!(refunded["seatIds"], json!([1, 2]));
+    assert_eq!(refunded["amount"], 200);
+    assert_eq!(refunded["balance"], 1000);
+    assert_eq!(refunded["reason"], "REQUESTED");
+    let paused = events.last().unwrap();
+    assert_eq!(paused["type"], "date.paused");
+    assert_eq!(paused["dateId"], date);
+}
