@@ -566,13 +566,19 @@ async fn a_dates_reservations_come_in_pages_filtered_by_status_and_user() {
         "?status=SOLD",
         "?userId=-1",
         "?after=nope",
-        "?after=00000000-0000-0000-0000-000000000000",
         "?colour=red",
     ] {
         admin_get(&server, &format!("{base}{bad}"))
             .await
             .assert_problem(400, "INVALID_REQUEST");
     }
+    // A well-formed reservation id that is none of this date's: nothing to start after.
+    admin_get(
+        &server,
+        &format!("{base}?after=00000000-0000-0000-0000-000000000000"),
+    )
+    .await
+    .assert_problem(404, "RESERVATION_NOT_FOUND");
     admin_get(&server, "/api/v1/admin/dates/999/reservations")
         .await
         .assert_problem(404, "DATE_NOT_FOUND");

@@ -62,8 +62,11 @@ impl FromStr for Cursor {
         if !digits(seq, 20) || !digits(index, 6) {
             return Err(bad());
         }
+        // Twenty digits can name more than a u64 holds; no record has such a number,
+        // so such a cursor reads as one after every record there will ever be.
+        let seq = seq.parse::<u128>().map_err(|_| bad())?;
         Ok(Cursor {
-            seq: seq.parse().map_err(|_| bad())?,
+            seq: u64::try_from(seq).unwrap_or(u64::MAX),
             index: index.parse().map_err(|_| bad())?,
         })
     }
@@ -104,10 +107,10 @@ pub struct PublicEvent {
 
 /// What happened, by type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all_fields = "camelCase")]
+#[serde(tag = "type")]
 pub enum EventBody {
     /// A concert was created.
-    #[serde(rename = "concert.created")]
+    #[serde(rename = "concert.created", rename_all = "camelCase")]
     ConcertCreated {
         /// The concert.
         concert_id: ConcertId,
@@ -119,7 +122,7 @@ pub enum EventBody {
         date_ids: Vec<DateId>,
     },
     /// Seats were held.
-    #[serde(rename = "reservation.held")]
+    #[serde(rename = "reservation.held", rename_all = "camelCase")]
     ReservationHeld {
         /// The reservation.
         #[serde(flatten)]
@@ -129,21 +132,21 @@ pub enum EventBody {
         expires_at: Timestamp,
     },
     /// A hold reached its deadline unpaid; its seats are free again.
-    #[serde(rename = "reservation.expired")]
+    #[serde(rename = "reservation.expired", rename_all = "camelCase")]
     ReservationExpired {
         /// The reservation.
         #[serde(flatten)]
         reservation: ReservationFacts,
     },
     /// A holder released a hold; its seats are free again.
-    #[serde(rename = "reservation.cancelled")]
+    #[serde(rename = "reservation.cancelled", rename_all = "camelCase")]
     ReservationCancelled {
         /// The reservation.
         #[serde(flatten)]
         reservation: ReservationFacts,
     },
     /// A hold was paid from the wallet; its seats are sold.
-    #[serde(rename = "reservation.paid")]
+    #[serde(rename = "reservation.paid", rename_all = "camelCase")]
     ReservationPaid {
         /// The reservation.
         #[serde(flatten)]
@@ -155,7 +158,7 @@ pub enum EventBody {
     },
     /// A paid reservation was refunded to its payer's wallet: its seats are free
     /// again and its tickets void.
-    #[serde(rename = "reservation.refunded")]
+    #[serde(rename = "reservation.refunded", rename_all = "camelCase")]
     ReservationRefunded {
         /// The reservation.
         #[serde(flatten)]
@@ -168,7 +171,7 @@ pub enum EventBody {
         reason: RefundReason,
     },
     /// A ticket was admitted at the door.
-    #[serde(rename = "ticket.admitted")]
+    #[serde(rename = "ticket.admitted", rename_all = "camelCase")]
     TicketAdmitted {
         /// The ticket.
         ticket_id: TicketId,
@@ -180,13 +183,13 @@ pub enum EventBody {
         seat_id: SeatId,
     },
     /// The operator paused sales of a date: no new holds.
-    #[serde(rename = "date.paused")]
+    #[serde(rename = "date.paused", rename_all = "camelCase")]
     DatePaused {
         /// The date.
         date_id: DateId,
     },
     /// The operator resumed sales of a date.
-    #[serde(rename = "date.resumed")]
+    #[serde(rename = "date.resumed", rename_all = "camelCase")]
     DateResumed {
         /// The date.
         date_id: DateId,
@@ -194,13 +197,13 @@ pub enum EventBody {
     /// The operator cancelled a date: it sells nothing more; its live holds are
     /// released (a `reservation.cancelled` each follows) and its paid reservations
     /// refunded (a `reservation.refunded` each, later).
-    #[serde(rename = "date.cancelled")]
+    #[serde(rename = "date.cancelled", rename_all = "camelCase")]
     DateCancelled {
         /// The date.
         date_id: DateId,
     },
     /// Money was added to a wallet.
-    #[serde(rename = "wallet.charged")]
+    #[serde(rename = "wallet.charged", rename_all = "camelCase")]
     WalletCharged {
         /// Whose.
         user_id: UserId,
@@ -212,7 +215,7 @@ pub enum EventBody {
         balance: Won,
     },
     /// A user joined a waiting room.
-    #[serde(rename = "queue.joined")]
+    #[serde(rename = "queue.joined", rename_all = "camelCase")]
     QueueJoined {
         /// The concert.
         concert_id: ConcertId,
@@ -222,7 +225,7 @@ pub enum EventBody {
         ticket: Ticket,
     },
     /// A user was admitted and may hold seats.
-    #[serde(rename = "queue.admitted")]
+    #[serde(rename = "queue.admitted", rename_all = "camelCase")]
     QueueAdmitted {
         /// The concert.
         concert_id: ConcertId,
@@ -233,7 +236,7 @@ pub enum EventBody {
         until: Timestamp,
     },
     /// A user left a waiting room.
-    #[serde(rename = "queue.left")]
+    #[serde(rename = "queue.left", rename_all = "camelCase")]
     QueueLeft {
         /// The concert.
         concert_id: ConcertId,
@@ -241,7 +244,7 @@ pub enum EventBody {
         user_id: UserId,
     },
     /// An entry ended unused (active window over, hold expired, or not polled).
-    #[serde(rename = "queue.expired")]
+    #[serde(rename = "queue.expired", rename_all = "camelCase")]
     QueueExpired {
         /// The concert.
         concert_id: ConcertId,
@@ -249,7 +252,7 @@ pub enum EventBody {
         user_id: UserId,
     },
     /// An entry ended with its holder's payment.
-    #[serde(rename = "queue.completed")]
+    #[serde(rename = "queue.completed", rename_all = "camelCase")]
     QueueCompleted {
         /// The concert.
         concert_id: ConcertId,
@@ -259,13 +262,13 @@ pub enum EventBody {
         reservation_id: ReservationId,
     },
     /// No seat of the concert is available or held any more: every entry ends.
-    #[serde(rename = "queue.sold_out")]
+    #[serde(rename = "queue.sold_out", rename_all = "camelCase")]
     QueueSoldOut {
         /// The concert.
         concert_id: ConcertId,
     },
     /// After a sell-out, seats came back (a refund): the room admits again.
-    #[serde(rename = "queue.reopened")]
+    #[serde(rename = "queue.reopened", rename_all = "camelCase")]
     QueueReopened {
         /// The concert.
         concert_id: ConcertId,

@@ -203,9 +203,9 @@ pub fn reservations_page(
     let after = match filter.after {
         None => None,
         Some(id) => {
-            let r = date.reservation(id).ok_or_else(|| {
-                Rejection::InvalidRequest(format!("after: {id} is no reservation of this date"))
-            })?;
+            // A well-formed id that names no reservation of this date: nothing to
+            // start after (404, like any unknown reservation).
+            let r = date.reservation(id).ok_or(Rejection::ReservationNotFound)?;
             Some((r.created_at, r.id))
         }
     };
@@ -372,9 +372,9 @@ mod tests {
             limit: 10,
             ..ReservationFilter::default()
         };
-        assert!(matches!(
-            reservations_page(&date, &unknown),
-            Err(Rejection::InvalidRequest(_))
-        ));
+        assert_eq!(
+            reservations_page(&date, &unknown).map(|_| ()),
+            Err(Rejection::ReservationNotFound)
+        );
     }
 }

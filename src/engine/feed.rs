@@ -82,8 +82,9 @@ impl Feed {
     /// kept).
     pub fn position(&self, after: Option<Cursor>) -> Result<Position, FeedError> {
         Ok(match after {
+            // Sequence numbers start at 1: a cursor of record 0 is before them all.
             Some(cursor) => Position {
-                next_seq: cursor.seq,
+                next_seq: cursor.seq.max(1),
                 last: Some(cursor),
             },
             None => Position {

@@ -170,8 +170,8 @@ fn csv(body: String) -> Response {
 #[utoipa::path(get, path = "/api/v1/admin/dates/{dateId}/sales", tag = "operations", security(("admin" = [])),
     params(("dateId" = u64, Path, description = "The date's id")),
     responses(
-        (status = 200, description = "The date's sales", body = DateSales, content_type = "application/json"),
-        (status = 200, description = "The same as CSV (Accept: text/csv)", body = String, content_type = "text/csv"),
+        (status = 200, description = "The date's sales (JSON; as CSV with Accept: text/csv)",
+            content((DateSales = "application/json"), (String = "text/csv"))),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "DATE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -210,8 +210,8 @@ pub struct ConcertSales {
 #[utoipa::path(get, path = "/api/v1/admin/concerts/{concertId}/sales", tag = "operations", security(("admin" = [])),
     params(("concertId" = u64, Path, description = "The concert's id")),
     responses(
-        (status = 200, description = "The concert's sales", body = ConcertSales, content_type = "application/json"),
-        (status = 200, description = "Each date's rows as CSV (Accept: text/csv)", body = String, content_type = "text/csv"),
+        (status = 200, description = "The concert's sales (JSON; each date's rows as CSV with Accept: text/csv)",
+            content((ConcertSales = "application/json"), (String = "text/csv"))),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -290,6 +290,7 @@ pub struct ReservationQuery {
     #[param(value_type = Option<String>, format = Uuid)]
     after: Option<ReservationId>,
     /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

@@ -6,7 +6,7 @@
 //! - `GET /api/v1/admin/events/stream[?after=CURSOR]`: `text/event-stream`; each
 //!   message has `id: <cursor>`, `event: <type>` and `data: <event JSON>`; a
 //!   `Last-Event-ID` header (as browsers send on reconnecting) resumes after that
-//!   cursor; a `: heartbeat` comment every 15 s keeps proxies from closing an idle
+//!   cursor (one that is no cursor is ignored); a `: heartbeat` comment every 15 s keeps proxies from closing an idle
 //!   stream. A stream that falls behind what the data directory keeps ends with one
 //!   `event: cursor_expired` message.
 //! - A cursor older than the oldest event kept: 410 `CURSOR_EXPIRED` with
@@ -51,7 +51,7 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Events after this cursor (omitted: from the oldest event kept).
-    #[param(value_type = Option<String>, example = "00000000000000000042-000000")]
+    #[param(value_type = Option<String>, example = "00000000000000000042-000000", pattern = "^[0-9]{20}-[0-9]{6}$")]
     after: Option<String>,
     /// 1 to 1000; default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -65,8 +65,20 @@ pub struct PageQuery {
 pub struct StreamQuery {
     /// Events after this cursor (a `Last-Event-ID` header wins; neither: from the
     /// oldest event kept).
-    #[param(value_type = Option<String>, example = "00000000000000000042-000000")]
+    #[param(value_type = Option<String>, example = "00000000000000000042-000000", pattern = "^[0-9]{20}-[0-9]{6}$")]
     after: Option<String>,
+}
+
+/// One Server-Sent Events message of the feed, as the stream's schema describes it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventMessage {
+    /// The event's cursor.
+    id: String,
+    /// The event's type (`reservation.paid`, ...), or `cursor_expired` for the message
+    /// that ends a stream fallen too far behind.
+    event: String,
+    /// The event as JSON ([`PublicEvent`]), or `{"oldestCursor": ...}`.
+    data: String,
 }
 
 /// A page of the feed.
@@ -142,10 +154,10 @@ pub async fn page(
 #[utoipa::path(get, path = "/api/v1/admin/events/stream", tag = "events", security(("admin" = [])),
     params(
         StreamQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor (wins over `after`)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor (wins over `after`; a value that is no cursor is ignored)"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`: `id: <cursor>`, `event: <type>`, `data: <event JSON>` per event; `: heartbeat` comments", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "`text/event-stream`: `id: <cursor>`, `event: <type>`, `data: <event JSON>` per event; `: heartbeat` comments", body = EventMessage, content_type = "text/event-stream"),
         (status = 400, description = "INVALID_REQUEST (bad cursor)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "CURSOR_EXPIRED, with oldestCursor", body = Problem, content_type = "application/problem+json"),
@@ -156,15 +168,16 @@ pub async fn stream(
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let last_event_id = match headers.get("last-event-id") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ApiError::invalid("Last-Event-ID is not a cursor"))?,
-        ),
-        None => None,
+    // A Last-Event-ID that is no cursor of ours (a browser only sends back ids we gave
+    // it) is ignored: the stream starts where `after` (or nothing) says.
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<Cursor>().ok());
+    let after = match last_event_id {
+        Some(cursor) => Some(cursor),
+        None => parse_cursor(query.after.as_deref())?,
     };
-    let after = parse_cursor(last_event_id.or(query.after.as_deref()))?;
     let feed = state.feed.clone();
     let position = feed.position(after).map_err(|e| feed_error(&feed, e))?;
     // Refuse an expired cursor with a status, before the stream starts.

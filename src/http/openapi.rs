@@ -64,6 +64,9 @@ impl Modify for Security {
     }
 }
 
+/// A feed cursor: twenty digits, a dash, six digits.
+pub const CURSOR_PATTERN: &str = "^[0-9]{20}-[0-9]{6}$";
+
 /// `Idempotency-Key`: 1 to 255 visible ASCII characters.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
 
@@ -116,6 +119,7 @@ pub fn document(rules: &Rules) -> utoipa::openapi::OpenApi {
         .expect("the document has paths");
     for operation in paths.values_mut().filter_map(Value::as_object_mut) {
         for operation in operation.values_mut() {
+            document_malformed_path(operation);
             let Some(parameters) = operation["parameters"].as_array_mut() else {
                 continue;
             };
@@ -127,12 +131,41 @@ pub fn document(rules: &Rules) -> utoipa::openapi::OpenApi {
                             "pattern": IDEMPOTENCY_KEY_PATTERN});
                     }
                     Some("concertId" | "dateId") => parameter["schema"]["minimum"] = json!(1),
+                    // A cursor (not a reservation page's `after`, which is a UUID).
+                    Some("after") if parameter["schema"]["format"] != "uuid" => {
+                        parameter["schema"] = json!({"type": "string", "pattern": CURSOR_PATTERN});
+                    }
                     _ => {}
                 }
             }
         }
     }
     serde_json::from_value(doc).expect("the exact document is still an OpenAPI document")
+}
+
+/// Every operation with a path parameter answers 400 `INVALID_REQUEST` for a malformed
+/// one (an id that is not a number, or too large for its type; a reservation id that is
+/// not a UUID): say so where the annotations did not.
+fn document_malformed_path(operation: &mut Value) {
+    let has_path_parameter = operation["parameters"]
+        .as_array()
+        .is_some_and(|parameters| parameters.iter().any(|p| p["in"] == "path"));
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if has_path_parameter && !responses.contains_key("400") {
+        responses.insert(
+            "400".to_owned(),
+            json!({
+                "description": "INVALID_REQUEST (a malformed path parameter)",
+                "content": {"application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/Problem"}}}
+            }),
+        );
+    }
 }
 
 /// Sets the member a JSON pointer names; its parent must exist.
@@ -175,6 +208,21 @@ mod tests {
 
     fn exact() -> Value {
         serde_json::to_value(document(&Config::default().rules())).unwrap()
+    }
+
+    #[test]
+    fn every_operation_with_a_path_parameter_documents_its_400() {
+        let doc = exact();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                let in_path = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["in"] == "path"));
+                if in_path {
+                    assert!(operation["responses"]["400"].is_object(), "{method} {path}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -112,7 +112,9 @@ fn tickets_of(state: &AppState, reservation: &Reservation) -> Vec<TicketBody> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckInRequest {
-    /// The code, as scanned.
+    /// The code, as scanned: 60 characters of URL-safe base64 (a well-formed code may
+    /// still be forged: `TICKET_INVALID`).
+    #[schema(min_length = 60, max_length = 60, pattern = "^[A-Za-z0-9_-]{60}$")]
     code: String,
     /// The date this door admits to; a ticket for another date is `TICKET_WRONG_DATE`.
     /// Without it, any date's ticket is admitted.
