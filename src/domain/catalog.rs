@@ -79,6 +79,22 @@ impl SeatInfo<'_> {
     }
 }
 
+/// One section of a layout as readers see it: its seats are `first_seat` onwards, row
+/// by row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionInfo<'a> {
+    /// The section's name.
+    pub name: &'a str,
+    /// Rows, from 1.
+    pub rows: u32,
+    /// Seats in each row.
+    pub seats_per_row: u32,
+    /// Price of each seat.
+    pub price: Won,
+    /// The id of its first seat (row 1, number 1).
+    pub first_seat: SeatId,
+}
+
 /// A validated section with the id of its first seat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Section {
@@ -119,6 +135,17 @@ impl Layout {
             sections,
             seats_total: next - 1,
         }
+    }
+
+    /// The sections, in seat-id order.
+    pub fn sections(&self) -> impl Iterator<Item = SectionInfo<'_>> {
+        self.sections.iter().map(|s| SectionInfo {
+            name: &s.name,
+            rows: s.rows,
+            seats_per_row: s.seats_per_row,
+            price: s.price,
+            first_seat: SeatId(s.first_seat),
+        })
     }
 
     /// Number of seats.

@@ -6,14 +6,15 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
+use super::seatmap::{etag_matches, not_modified};
 use crate::domain::catalog::ConcertSpec;
 use crate::domain::date::SeatStatus;
 use crate::domain::{ConcertId, DateId, SeatId, Timestamp, Won};
 use crate::engine::catalog::ConcertEntry;
 use crate::engine::views::DateView;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, response};
 use serde::{Deserialize, Serialize};
@@ -190,9 +191,11 @@ pub struct SeatQuery {
         ("concertId" = u64, Path, description = "The concert's id"),
         ("dateId" = u64, Path, description = "The date's id"),
         SeatQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: 304 while the list is unchanged"),
     ),
     responses(
-        (status = 200, description = "The seats, by id", body = [SeatSummary]),
+        (status = 200, description = "The seats, by id (`ETag`; gzip when accepted). For a live map of a large date prefer the compact `/seatmap` and `/seats/stream`", body = [SeatSummary]),
+        (status = 304, description = "Unchanged since the `ETag` sent"),
         (status = 400, description = "Bad status filter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND or DATE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -200,10 +203,11 @@ pub async fn list_seats(
     State(state): State<AppState>,
     Path((concert_id, date_id)): Path<(ConcertId, DateId)>,
     Query(query): Query<SeatQuery>,
-) -> Result<response::Json<Vec<SeatSummary>>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let date = state.engine.date(concert_id, date_id)?;
     let now = state.engine.now();
-    let seats = date
+    let seats: Vec<SeatSummary> = date
         .view
         .statuses(now)
         .filter(|(_, status)| query.status.is_none_or(|f| f == *status))
@@ -215,5 +219,23 @@ pub async fn list_seats(
             status,
         })
         .collect();
-    Ok(response::Json(seats))
+    let body = serde_json::to_vec(&seats).expect("seats serialize");
+    // The list reads the views at `now` (holds past their deadline show as available
+    // before their expiry is recorded), so its tag is the body's own checksum.
+    let etag = format!("\"{:08x}-{:x}\"", crc32fast::hash(&body), body.len());
+    if etag_matches(&headers, &etag) {
+        return Ok(not_modified(&etag));
+    }
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    Ok(response)
 }
