@@ -245,6 +245,8 @@ function drawMap() {
   svg.replaceChildren(fragment);
   svg.setAttribute("viewBox", `0 0 ${width + 4} ${y}`);
   svg.style.minWidth = `${Math.min(width, 320)}px`;
+  // Seats stay a comfortable size: no larger than 2.5 times their drawn size.
+  svg.style.maxWidth = `${(width + 4) * 2.5}px`;
   state.rects = rects;
   state.statuses = "A".repeat(state.layout.seatsTotal);
   if (rects[1]) rects[1].setAttribute("tabindex", "0");
