@@ -26,7 +26,11 @@ struct Stream {
 
 impl Stream {
     async fn open(server: &Server, path: &str, last_id: Option<&str>) -> Stream {
-        let mut request = server.http.get(format!("{}{path}", server.base));
+        // Asks for gzip: the stream must come uncompressed (and so unbuffered) anyway.
+        let mut request = server
+            .http
+            .get(format!("{}{path}", server.base))
+            .header("Accept-Encoding", "gzip");
         if let Some(id) = last_id {
             request = request.header("Last-Event-ID", id);
         }
