@@ -297,8 +297,13 @@ async fn follow(maps: Weak<SeatMaps>, feed: Feed, mut position: Position) {
                     live.apply(&events, position.next_seq);
                 }
                 Err(FeedError::Expired { .. }) => {
-                    // Only a task stalled for longer than the log keeps gets here.
-                    tracing::error!("seat maps fell behind the log; maps may be stale");
+                    // Only a task stalled for longer than the log keeps gets here. It
+                    // reads on from the oldest record kept: a seat's status is set by
+                    // its last event, so once caught up every seat that changed since
+                    // is right again (until then the maps lag).
+                    tracing::error!(
+                        "seat maps fell behind the log; reading on from the oldest record kept"
+                    );
                     position = feed.position(None).unwrap_or(position);
                 }
                 Err(FeedError::Unavailable) => tokio::time::sleep(RETRY_AFTER).await,

@@ -362,7 +362,12 @@ async function watchQueue() {
   } catch (problem) { fail(problem); return; }
   const stream = new EventSource(`/api/v1/concerts/${concertId}/queue/stream?ticket=${encodeURIComponent(ticket.ticket)}`);
   state.queueStream = stream;
-  stream.addEventListener("entry", (e) => showEntry(JSON.parse(e.data)));
+  stream.addEventListener("entry", (e) => {
+    const entry = JSON.parse(e.data);
+    showEntry(entry);
+    // A final entry never changes again: the server ends the stream; do not reopen it.
+    if (!["WAITING", "ACTIVE"].includes(entry.status)) { state.queueStream = null; stream.close(); }
+  });
   stream.addEventListener("gone", () => { showEntry(null); stream.close(); });
   stream.onerror = () => {
     // The ticket opens a stream once; reconnect with a fresh one.
