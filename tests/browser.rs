@@ -372,7 +372,44 @@ async fn story(server: &Server, a: &Client, b: &Client) -> Step<()> {
         save_screenshot(a, Path::new(&path)).await;
     }
 
-    operator_view(server, a).await
+    operator_view(server, a).await?;
+    large_map(server, a).await
+}
+
+/// A 10,000-seat date draws and fills in at once (the time is printed, not judged:
+/// speed lives in the benches).
+async fn large_map(server: &Server, a: &Client) -> Step<()> {
+    let (_, date) = server.concert(100, 100, 50_000).await;
+    click(a, "#show-sale").await?;
+    let button = format!("button[data-date-id='{date}']");
+    wait_until(
+        a,
+        &format!("document.querySelector(\"{button}\")"),
+        STEP_TIMEOUT,
+    )
+    .await?;
+    let start = Instant::now();
+    click(a, &button).await?;
+    wait_until(
+        a,
+        "document.querySelectorAll('#map rect.seat').length === 10000 \
+         && document.getElementById('map-info').textContent.startsWith('10,000 available')",
+        STEP_TIMEOUT,
+    )
+    .await?;
+    println!(
+        "a 10,000-seat map was drawn and filled in {:?}",
+        start.elapsed()
+    );
+    let label = run(
+        a,
+        "return document.querySelector(\"rect[data-seat='10000']\").getAttribute('aria-label');",
+    )
+    .await?;
+    if label != json!("R-100-100, 50000 won, available") {
+        return Err(format!("the last seat's label: {label}"));
+    }
+    Ok(())
 }
 
 /// The operator view shows the numbers the API gives.
