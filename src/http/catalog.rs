@@ -177,6 +177,9 @@ pub async fn list_dates(
     ))
 }
 
+/// Largest date whose seat list is built on an async worker.
+const SEATS_INLINE_MAX: u32 = 5_000;
+
 /// Seat filter.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -207,19 +210,31 @@ pub async fn list_seats(
 ) -> Result<Response, ApiError> {
     let date = state.engine.date(concert_id, date_id)?;
     let now = state.engine.now();
-    let seats: Vec<SeatSummary> = date
-        .view
-        .statuses(now)
-        .filter(|(_, status)| query.status.is_none_or(|f| f == *status))
-        .map(|(seat, status)| SeatSummary {
-            id: seat.id,
-            label: seat.label(),
-            section: seat.section.to_owned(),
-            price: seat.price,
-            status,
-        })
-        .collect();
-    let body = serde_json::to_vec(&seats).expect("seats serialize");
+    let seats_total = date.view.date.layout.seats_total();
+    let render = move || {
+        let seats: Vec<SeatSummary> = date
+            .view
+            .statuses(now)
+            .filter(|(_, status)| query.status.is_none_or(|f| f == *status))
+            .map(|(seat, status)| SeatSummary {
+                id: seat.id,
+                label: seat.label(),
+                section: seat.section.to_owned(),
+                price: seat.price,
+                status,
+            })
+            .collect();
+        serde_json::to_vec(&seats).expect("seats serialize")
+    };
+    // A large date's list takes milliseconds to build: off the async workers, so that
+    // other requests (`/health`, the compact map) do not wait behind it.
+    let body = if seats_total > SEATS_INLINE_MAX {
+        tokio::task::spawn_blocking(render)
+            .await
+            .map_err(|_| ApiError::from(crate::engine::Error::Unavailable))?
+    } else {
+        render()
+    };
     // The list reads the views at `now` (holds past their deadline show as available
     // before their expiry is recorded), so its tag is the body's own checksum.
     let etag = format!("\"{:08x}-{:x}\"", crc32fast::hash(&body), body.len());
