@@ -49,6 +49,14 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+    /// Internal: run only the stream client against this server (a child process, so
+    /// that client and server each hold one end of every stream within their own
+    /// file descriptor limit).
+    #[arg(long, hide = true)]
+    fan_out_client: Option<String>,
+    /// Internal: the concert and date the stream client watches.
+    #[arg(long, hide = true, num_args = 2)]
+    watch: Vec<u64>,
 }
 
 const ADMIN_KEY: &str = "seatmap-admin";
@@ -111,12 +119,18 @@ fn start_server() -> (String, tempfile::TempDir) {
 
 fn main() {
     let args = Args::parse();
-    raise_fd_limit(2 * args.streams as u64 + 4096);
-    let (base, _dir) = start_server();
+    raise_fd_limit(args.streams as u64 + 4096);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    if let Some(base) = args.fan_out_client.clone() {
+        let http = reqwest::Client::new();
+        let watched = (args.watch[0], args.watch[1]);
+        runtime.block_on(fan_out(&args, &http, &base, watched));
+        return;
+    }
+    let (base, _dir) = start_server();
     runtime.block_on(run(args, base));
 }
 
@@ -148,7 +162,15 @@ async fn run(args: Args, base: String) {
         rates[0].1 / rates[2].1.max(0.001),
         rates[1].1 / rates[3].1.max(0.001)
     );
-    fan_out(&args, &http, &base, small).await;
+    // The stream client runs in a child process (see `fan_out_client`).
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--fan-out-client", &base, "--watch"])
+        .args([small.0.to_string(), small.1.to_string()])
+        .args(["--streams", &args.streams.to_string()])
+        .args(["--changes", &args.changes.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Creates a concert with one date of `rows` × `seats_per_row` seats.
@@ -198,8 +220,24 @@ async fn get_phase(args: &Args, http: &reqwest::Client, name: &str, url: &str, g
             })
         })
         .collect();
+    // Meanwhile, how long does `/health` wait behind them?
+    let health = {
+        let (http, stop) = (http.clone(), stop.clone());
+        let url = format!("{}/health", url.split("/api/").next().unwrap());
+        tokio::spawn(async move {
+            let mut latencies = Histogram::<u64>::new(3).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                http.get(&url).send().await.unwrap().bytes().await.unwrap();
+                latencies.record(sent.elapsed().as_micros() as u64).unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            latencies
+        })
+    };
     tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
     stop.store(true, Ordering::Relaxed);
+    let health = health.await.unwrap();
     let mut all = Histogram::<u64>::new(3).unwrap();
     for worker in workers {
         all.add(worker.await.unwrap()).unwrap();
@@ -207,10 +245,11 @@ async fn get_phase(args: &Args, http: &reqwest::Client, name: &str, url: &str, g
     let secs = start.elapsed().as_secs_f64();
     let rate = all.len() as f64 / secs;
     println!(
-        "GET {name:<22} {rate:>8.0} answers/s  p50 {:>7.1} ms  p99 {:>7.1} ms  {:>8.1} kB/answer",
+        "GET {name:<22} {rate:>8.0} answers/s  p50 {:>7.1} ms  p99 {:>7.1} ms  {:>8.1} kB/answer  (/health p99 {:.1} ms)",
         all.value_at_quantile(0.5) as f64 / 1000.0,
         all.value_at_quantile(0.99) as f64 / 1000.0,
-        bytes.load(Ordering::Relaxed) as f64 / all.len().max(1) as f64 / 1000.0
+        bytes.load(Ordering::Relaxed) as f64 / all.len().max(1) as f64 / 1000.0,
+        health.value_at_quantile(0.99) as f64 / 1000.0
     );
     rate
 }
@@ -260,13 +299,20 @@ async fn fan_out(args: &Args, http: &reqwest::Client, base: &str, (concert, date
                     permit.take();
                     let _ = ready.send(()).await;
                 }
-                while let Some(at) = text.find("event: change") {
-                    text.drain(..at + "event: change".len());
-                    let k = seen as usize;
+                // Each change holds one seat, k + 1 for change k: `"seats":[[k+1,"H"]]`.
+                while let Some(at) = text.find("\"seats\":[[") {
+                    let rest = &text[at + "\"seats\":[[".len()..];
+                    let Some(end) = rest.find(',') else { break };
+                    let seat: usize = rest[..end].parse().ok()?;
+                    let k = seat - 1;
                     delays.push(now.saturating_sub(sent[k].load(Ordering::Acquire)));
                     seen += 1;
+                    let consumed = at + "\"seats\":[[".len() + end;
+                    text.drain(..consumed);
                 }
-                if let Some(at) = text.rfind('\n') {
+                if !text.contains("\"seats\":[[")
+                    && let Some(at) = text.rfind('\n')
+                {
                     text.drain(..at);
                 }
             }
