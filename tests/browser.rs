@@ -4,7 +4,8 @@
 //! One story with two fans in two browser sessions and a waiting room of one active
 //! place: A is admitted and B waits; A holds a seat and B's map shows it held within a
 //! second; A's countdown runs; B is told plainly that the seat is taken; A pays, B
-//! sees it sold and is admitted; the operator view shows what the API says.
+//! sees it sold and is admitted; the operator view shows what the API says; a 10,000-
+//! seat map draws; and only a demo start offers "sign in as user 1, 2, 3".
 //!
 //! Without `chromium` and `chromedriver` the test says it was skipped; under CI
 //! (`CI=true`) it fails instead. When a step fails, each session's screenshot is saved
@@ -225,6 +226,16 @@ fn seat_status(seat: u32) -> String {
 /// The story (see the module docs).
 async fn story(server: &Server, a: &Client, b: &Client) -> Step<()> {
     open_and_join(a, server, 1).await?;
+    // Not a demo start: no demo sign-in buttons.
+    wait_until(
+        a,
+        "document.getElementById('demo-users').dataset.checked",
+        STEP_TIMEOUT,
+    )
+    .await?;
+    if run(a, "return document.getElementById('demo-users').hidden;").await? != json!(true) {
+        return Err("demo sign-in buttons in a configured start".into());
+    }
     open_and_join(b, server, 2).await?;
     let status = |c| async move { text_of(c, "#queue-status").await };
     let a_entry = run(
@@ -373,7 +384,40 @@ async fn story(server: &Server, a: &Client, b: &Client) -> Step<()> {
     }
 
     operator_view(server, a).await?;
-    large_map(server, a).await
+    large_map(server, a).await?;
+    demo_sign_in(a).await
+}
+
+/// In a demo start the page offers "sign in as user 1, 2, 3", and they work.
+async fn demo_sign_in(a: &Client) -> Step<()> {
+    let demo = Server::start_with(|config| {
+        config.admin_key = None;
+        config.jwt_secret = None;
+    })
+    .await;
+    a.goto(&format!("{}/", demo.base))
+        .await
+        .map_err(|e| format!("open the demo page: {e}"))?;
+    wait_until(
+        a,
+        "!document.getElementById('demo-users').hidden",
+        STEP_TIMEOUT,
+    )
+    .await?;
+    click(a, "button[data-demo-user='3']").await?;
+    wait_until(
+        a,
+        "document.getElementById('whoami').textContent === 'Signed in as user 3'",
+        STEP_TIMEOUT,
+    )
+    .await?;
+    wait_until(
+        a,
+        "document.getElementById('balance').textContent === '0'",
+        STEP_TIMEOUT,
+    )
+    .await?;
+    Ok(())
 }
 
 /// A 10,000-seat date draws and fills in at once (the time is printed, not judged:

@@ -136,6 +136,7 @@ async function demoCheck() {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ userId: 0 }),
   });
   $("demo-users").hidden = response.status === 404;
+  $("demo-users").dataset.checked = "true";
 }
 
 // ---------- concerts ----------
