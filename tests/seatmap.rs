@@ -516,3 +516,23 @@ async fn the_openapi_document_lists_every_new_path() {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
 }
+
+#[tokio::test]
+async fn after_a_restart_a_resuming_stream_starts_again_with_the_whole_map() {
+    let server = Server::start().await;
+    let (concert, date) = server.concert(1, 4, 100).await;
+    let path = format!("/api/v1/concerts/{concert}/dates/{date}/seats/stream");
+    let mut stream = Stream::open(&server, &path, None).await;
+    stream.next().await;
+    server.admit(concert, 1).await;
+    server.hold(1, date, &[4]).await.expect(201);
+    let change = stream.next().await;
+    drop(stream);
+    let server = server.restart().await;
+    // The new process keeps no changes from before: the whole map, as recovered.
+    let mut resumed = Stream::open(&server, &path, change.id.as_deref()).await;
+    let map = resumed.next().await;
+    assert_eq!(map.event.as_deref(), Some("map"));
+    assert_eq!(map.data["statuses"], "AAAH");
+    assert!(map.id > change.id);
+}

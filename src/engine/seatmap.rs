@@ -10,7 +10,7 @@
 //!
 //! How a map stays consistent with the cursor it is tagged with:
 //! - At start (before the server takes requests) every date's map is read from its
-//!   view, tagged with the last durable sequence number `S0` as `S0-000000`; the
+//!   view, tagged with the last durable sequence number `S0` as `S0-999999`; the
 //!   fan-out then reads the feed from record `S0 + 1` on. Nothing but expiry timers
 //!   can change a view meanwhile, and an expiry that the view shows a moment early is
 //!   applied again, to the same effect, when the task reads it.
@@ -169,10 +169,7 @@ impl SeatMaps {
     /// requests (see the module docs).
     pub fn start(engine: Arc<Engine>, feed: Feed) -> Arc<SeatMaps> {
         let start_seq = feed.durable_seq();
-        let cursor = Cursor {
-            seq: start_seq,
-            index: 0,
-        };
+        let cursor = whole_record(start_seq);
         let maps = DashMap::new();
         let now = engine.now();
         for concert in engine.concerts() {
@@ -233,10 +230,7 @@ impl SeatMaps {
         let entry = self.engine.date_by_id(date)?;
         let seats = entry.view.date.layout.seats_total() as usize;
         let map = self.maps.entry(date).or_insert_with(|| {
-            let cursor = Cursor {
-                seq: self.applied_seq.load(Ordering::Acquire),
-                index: 0,
-            };
+            let cursor = whole_record(self.applied_seq.load(Ordering::Acquire));
             Arc::new(Mutex::new(DateMap::new(vec![AVAILABLE; seats], cursor)))
         });
         Some(map.clone())
@@ -312,6 +306,17 @@ async fn follow(maps: Weak<SeatMaps>, feed: Feed, mut position: Position) {
                 return;
             }
         }
+    }
+}
+
+/// The cursor a map read as of the end of record `seq` is tagged with: after every
+/// event of that record (the largest index a cursor can show), so that a reader
+/// holding a cursor inside the record starts again from a whole map rather than miss
+/// the rest of it.
+fn whole_record(seq: u64) -> Cursor {
+    Cursor {
+        seq,
+        index: 999_999,
     }
 }
 
