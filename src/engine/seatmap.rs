@@ -133,6 +133,21 @@ impl DateMap {
             .clone()
     }
 
+    fn subscribe(&mut self, date_id: DateId, after: Option<Cursor>) -> Subscription {
+        let changes = self.sender.subscribe();
+        let start = match after {
+            Some(after) if after >= self.floor && after <= self.cursor => Start::Resume(
+                self.recent
+                    .iter()
+                    .filter(|c| c.cursor > after)
+                    .cloned()
+                    .collect(),
+            ),
+            _ => Start::Snapshot(self.snapshot(date_id)),
+        };
+        Subscription { start, changes }
+    }
+
     fn apply(&mut self, change: Change) {
         for (seat, status) in &change.seats {
             if let Some(slot) = (seat.0 as usize)
@@ -208,18 +223,7 @@ impl SeatMaps {
     pub fn subscribe(&self, date: DateId, after: Option<Cursor>) -> Option<Subscription> {
         let map = self.map(date)?;
         let mut map = map.lock();
-        let changes = map.sender.subscribe();
-        let start = match after {
-            Some(after) if after >= map.floor && after <= map.cursor => Start::Resume(
-                map.recent
-                    .iter()
-                    .filter(|c| c.cursor > after)
-                    .cloned()
-                    .collect(),
-            ),
-            _ => Start::Snapshot(map.snapshot(date)),
-        };
-        Some(Subscription { start, changes })
+        Some(map.subscribe(date, after))
     }
 
     /// The map of a date, made (all available) if the task has not met the date yet.
@@ -326,5 +330,77 @@ fn status_byte(status: crate::domain::date::SeatStatus) -> u8 {
         SeatStatus::Available => AVAILABLE,
         SeatStatus::Held => HELD,
         SeatStatus::Sold => SOLD,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(seq: u64) -> Cursor {
+        Cursor { seq, index: 0 }
+    }
+
+    fn change(seq: u64, seat: u32, status: u8) -> Change {
+        Change {
+            cursor: cursor(seq),
+            seats: vec![(SeatId(seat), status)],
+            rendered: OnceLock::new(),
+        }
+    }
+
+    fn resumed(subscription: &Subscription) -> Option<Vec<Cursor>> {
+        match &subscription.start {
+            Start::Resume(changes) => Some(changes.iter().map(|c| c.cursor).collect()),
+            Start::Snapshot(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_reader_resumes_from_the_ring_and_starts_over_outside_it() {
+        let mut map = DateMap::new(vec![AVAILABLE; 4], whole_record(1));
+        map.apply(change(2, 1, HELD));
+        map.apply(change(3, 1, SOLD));
+        let date = DateId(1);
+        assert_eq!(
+            resumed(&map.subscribe(date, Some(whole_record(1)))),
+            Some(vec![cursor(2), cursor(3)])
+        );
+        assert_eq!(resumed(&map.subscribe(date, Some(cursor(3)))), Some(vec![]));
+        // Inside the record the map started from, before it, or after the last change:
+        // the whole map.
+        assert_eq!(resumed(&map.subscribe(date, Some(cursor(1)))), None);
+        assert_eq!(resumed(&map.subscribe(date, Some(cursor(9)))), None);
+        let Start::Snapshot(snapshot) = map.subscribe(date, None).start else {
+            panic!("no cursor: the whole map");
+        };
+        assert_eq!(&snapshot.statuses[..], b"SAAA");
+        assert_eq!(snapshot.cursor, cursor(3));
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_changes_and_moves_its_floor() {
+        let mut map = DateMap::new(vec![AVAILABLE; 2], whole_record(0));
+        for seq in 1..=(CHANGES_KEPT as u64 + 2) {
+            map.apply(change(seq, 1 + (seq % 2) as u32, HELD));
+        }
+        assert_eq!(map.recent.len(), CHANGES_KEPT);
+        assert_eq!(map.floor, cursor(2));
+        assert_eq!(resumed(&map.subscribe(DateId(1), Some(cursor(1)))), None);
+        let from_floor = resumed(&map.subscribe(DateId(1), Some(cursor(2)))).unwrap();
+        assert_eq!(from_floor.len(), CHANGES_KEPT);
+    }
+
+    #[test]
+    fn a_subscriber_a_buffer_behind_is_told_it_lagged() {
+        let mut map = DateMap::new(vec![AVAILABLE; 1], whole_record(0));
+        let mut subscription = map.subscribe(DateId(1), None);
+        for seq in 1..=(SUBSCRIBER_BUFFER as u64 + 1) {
+            map.apply(change(seq, 1, if seq % 2 == 0 { AVAILABLE } else { HELD }));
+        }
+        assert!(matches!(
+            subscription.changes.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(1))
+        ));
     }
 }
