@@ -11,6 +11,7 @@ use crate::engine::clock::Clock;
 use crate::engine::feed::Feed;
 use crate::engine::journal::Journal;
 use crate::engine::metrics::{EngineMetrics, EventCounter};
+use crate::engine::seatmap::SeatMaps;
 use crate::http::auth::Auth;
 use crate::http::metrics::{HttpMetrics, LiveGauges};
 use crate::http::server::ServeOptions;
@@ -133,6 +134,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         status.register(&mut registry);
         status
     });
+    // Before the server takes requests: the maps start from the views as they are now.
+    let seat_maps = SeatMaps::start(engine.clone(), feed.clone());
     let state = AppState {
         engine: engine.clone(),
         auth: auth.clone(),
@@ -141,6 +144,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         registry: Arc::new(registry),
         feed,
         outbox,
+        seat_maps,
+        demo,
     };
     let router = http::router(state);
     Ok(App {

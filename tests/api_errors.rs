@@ -1021,7 +1021,8 @@ async fn a_body_over_one_mebibyte_is_too_large() {
 async fn unknown_routes_are_not_found_and_wrong_methods_are_not_allowed() {
     let server = Server::start().await;
     for path in [
-        "/",
+        "/index.html",
+        "/assets/nope.js",
         "/api/v1/nope",
         "/api/v2/concerts",
         "/api/v1/concerts/1/dates/1/seats/1",

@@ -103,6 +103,29 @@ impl SeatInfo<'_> {
     }
 }
 
+/// One section of a layout as readers see it: its seats are `first_seat` onwards, row
+/// by row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionInfo<'a> {
+    /// The section's name.
+    pub name: &'a str,
+    /// Rows, from 1.
+    pub rows: u32,
+    /// Seats in each row.
+    pub seats_per_row: u32,
+    /// Price of each seat.
+    pub price: Won,
+    /// The id of its first seat (row 1, number 1).
+    pub first_seat: SeatId,
+}
+
+impl SectionInfo<'_> {
+    /// Its seats' ids.
+    pub fn seats(&self) -> std::ops::Range<u32> {
+        self.first_seat.0..self.first_seat.0 + self.rows * self.seats_per_row
+    }
+}
+
 /// A validated section with the id of its first seat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Section {
@@ -145,6 +168,17 @@ impl Layout {
         }
     }
 
+    /// The sections, in seat-id order.
+    pub fn sections(&self) -> impl Iterator<Item = SectionInfo<'_>> {
+        self.sections.iter().map(|s| SectionInfo {
+            name: &s.name,
+            rows: s.rows,
+            seats_per_row: s.seats_per_row,
+            price: s.price,
+            first_seat: SeatId(s.first_seat),
+        })
+    }
+
     /// Number of seats.
     pub fn seats_total(&self) -> u32 {
         self.seats_total
@@ -172,15 +206,6 @@ impl Layout {
         (1..=self.seats_total).filter_map(|id| self.seat(SeatId(id)))
     }
 
-    /// The sections in order: name, price, and their seats' ids.
-    pub fn sections(&self) -> impl Iterator<Item = SectionInfo<'_>> {
-        self.sections.iter().map(|s| SectionInfo {
-            name: &s.name,
-            price: s.price,
-            seats: s.first_seat..s.first_seat + s.rows * s.seats_per_row,
-        })
-    }
-
     /// The position (in [`Layout::sections`]) of the section of a seat of the date.
     pub fn section_of(&self, id: SeatId) -> Option<usize> {
         if id.0 == 0 || id.0 > self.seats_total {
@@ -188,17 +213,6 @@ impl Layout {
         }
         Some(self.sections.partition_point(|s| s.first_seat <= id.0) - 1)
     }
-}
-
-/// A section of a date's layout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SectionInfo<'a> {
-    /// Its name, unique within the date.
-    pub name: &'a str,
-    /// The price of each of its seats.
-    pub price: Won,
-    /// Its seats' ids.
-    pub seats: std::ops::Range<u32>,
 }
 
 /// Limits that concert creation enforces.

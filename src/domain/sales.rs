@@ -115,8 +115,8 @@ pub fn date_sales(date: &DateState) -> DateSales {
             name: s.name.to_owned(),
             price: s.price,
             figures: Figures {
-                seats_total: s.seats.len() as u32,
-                available: s.seats.len() as u32,
+                seats_total: s.seats().len() as u32,
+                available: s.seats().len() as u32,
                 ..Figures::default()
             },
         })

@@ -22,6 +22,7 @@ pub mod journal;
 pub mod mailbox;
 pub mod metrics;
 pub mod queue;
+pub mod seatmap;
 pub mod views;
 pub mod wallet;
 
@@ -255,6 +256,11 @@ impl Engine {
             .find(|d| d.view.date.id == date)
             .ok_or(Rejection::DateNotFound)?;
         Ok(date.clone())
+    }
+
+    /// A date by id alone (whatever its concert).
+    pub fn date_by_id(&self, date: DateId) -> Option<Arc<DateEntry>> {
+        self.directory.date(date)
     }
 
     /// Joins a concert's waiting room; `true` if a new entry was made.

@@ -30,6 +30,10 @@ pub struct Auth {
 struct Claims {
     sub: String,
     exp: u64,
+    /// Set on stream tickets only (`queue-stream:{concertId}`): a token with a scope
+    /// opens that one stream and is refused as a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 impl Auth {
@@ -60,23 +64,42 @@ impl Auth {
         issue_token(&self.encoding, user, ttl_secs)
     }
 
+    /// A short-lived ticket that opens `scope`'s stream for `user` (and nothing else).
+    pub fn stream_ticket(&self, user: UserId, scope: &str, ttl_secs: u64) -> String {
+        let claims = Claims {
+            sub: user.0.to_string(),
+            exp: jsonwebtoken::get_current_timestamp().saturating_add(ttl_secs),
+            scope: Some(scope.to_owned()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// The user a stream ticket for `scope` was made for.
+    pub fn check_stream_ticket(&self, ticket: &str, scope: &str) -> Result<UserId, ApiError> {
+        let claims = self.claims(ticket)?;
+        if claims.scope.as_deref() != Some(scope) {
+            return Err(ApiError::unauthorized(
+                "the ticket is not a stream ticket for this stream",
+            ));
+        }
+        user_of(claims.sub)
+    }
+
+    fn claims(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| ApiError::unauthorized(token_problem(e.kind())))
+    }
+
     fn user(&self, token: &str) -> Result<UserId, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::unauthorized(token_problem(e.kind())))?;
-        let sub = data.claims.sub;
-        let not_a_user = || ApiError::unauthorized("the token's sub is not a user id");
-        // `u64::from_str` also takes a leading `+`; a user id is decimal digits only,
-        // so that `"+1"` and `"1"` are not two names for one user.
-        if !sub.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(not_a_user());
+        let claims = self.claims(token)?;
+        if claims.scope.is_some() {
+            return Err(ApiError::unauthorized(
+                "a stream ticket opens its stream only; send a user token",
+            ));
         }
-        let id = sub.parse::<u64>().map_err(|_| not_a_user())?;
-        // One user, one spelling: no leading zeros (`"01"` is not user 1), and user
-        // ids are positive like every other id.
-        if id == 0 || sub != id.to_string() {
-            return Err(not_a_user());
-        }
-        Ok(UserId(id))
+        user_of(claims.sub)
     }
 
     fn is_admin(&self, key: &str) -> bool {
@@ -91,6 +114,22 @@ impl Auth {
             .is_some_and(|k| bool::from(key.as_bytes().ct_eq(k.as_bytes())));
         scanner || self.is_admin(key)
     }
+}
+
+fn user_of(sub: String) -> Result<UserId, ApiError> {
+    let not_a_user = || ApiError::unauthorized("the token's sub is not a user id");
+    // `u64::from_str` also takes a leading `+`; a user id is decimal digits only, so
+    // that `"+1"` and `"1"` are not two names for one user.
+    if !sub.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_a_user());
+    }
+    let id = sub.parse::<u64>().map_err(|_| not_a_user())?;
+    // One user, one spelling: no leading zeros (`"01"` is not user 1), and user ids
+    // are positive like every other id.
+    if id == 0 || sub != id.to_string() {
+        return Err(not_a_user());
+    }
+    Ok(UserId(id))
 }
 
 /// What is wrong with a token, in words for people (not the library's names).
@@ -114,6 +153,7 @@ pub fn issue_token(key: &EncodingKey, user: UserId, ttl_secs: u64) -> String {
     let claims = Claims {
         sub: user.0.to_string(),
         exp,
+        scope: None,
     };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
         .expect("HS256 signing cannot fail")
@@ -206,6 +246,7 @@ mod tests {
             let claims = Claims {
                 sub: sub.to_owned(),
                 exp: jsonwebtoken::get_current_timestamp() + 60,
+                scope: None,
             };
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding).unwrap()
         };
@@ -236,6 +277,20 @@ mod tests {
         assert_eq!(auth.user(&token(now - 1)).unwrap(), UserId(7));
         let later = auth.user(&token(now + 300)).unwrap_err();
         assert_eq!(later.code, "UNAUTHORIZED");
+    }
+
+    #[test]
+    fn a_stream_ticket_opens_its_stream_only() {
+        let auth = Auth::new("admin", "secret");
+        let ticket = auth.stream_ticket(UserId(3), "queue-stream:1", 60);
+        assert_eq!(
+            auth.check_stream_ticket(&ticket, "queue-stream:1").unwrap(),
+            UserId(3)
+        );
+        assert!(auth.check_stream_ticket(&ticket, "queue-stream:2").is_err());
+        assert!(auth.user(&ticket).is_err());
+        let token = auth.token(UserId(3), 60);
+        assert!(auth.check_stream_ticket(&token, "queue-stream:1").is_err());
     }
 
     #[test]

@@ -6,14 +6,15 @@ use super::AppState;
 use super::auth::Admin;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Query};
+use super::seatmap::{etag_matches, not_modified};
 use crate::domain::catalog::ConcertSpec;
 use crate::domain::date::SeatStatus;
 use crate::domain::{ConcertId, DateId, SeatId, Timestamp, Won};
 use crate::engine::catalog::ConcertEntry;
 use crate::engine::views::DateView;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, response};
 use serde::{Deserialize, Serialize};
@@ -244,7 +245,7 @@ pub async fn get_date(
         .map(|s| SectionSummary {
             name: s.name.to_owned(),
             price: s.price,
-            seats_total: s.seats.len() as u32,
+            seats_total: s.seats().len() as u32,
             seats_available: 0,
             seats_held: 0,
             seats_sold: 0,
@@ -264,6 +265,9 @@ pub async fn get_date(
     }))
 }
 
+/// Largest date whose seat list is built on an async worker.
+const SEATS_INLINE_MAX: u32 = 5_000;
+
 /// Seat filter.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -278,9 +282,11 @@ pub struct SeatQuery {
         ("concertId" = u64, Path, description = "The concert's id"),
         ("dateId" = u64, Path, description = "The date's id"),
         SeatQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: 304 while the list is unchanged"),
     ),
     responses(
-        (status = 200, description = "The seats, by id", body = [SeatSummary]),
+        (status = 200, description = "The seats, by id (`ETag`; gzip when accepted). For a live map of a large date prefer the compact `/seatmap` and `/seats/stream`", body = [SeatSummary]),
+        (status = 304, description = "Unchanged since the `ETag` sent"),
         (status = 400, description = "INVALID_REQUEST (a malformed id or status filter)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND or DATE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -288,22 +294,53 @@ pub async fn list_seats(
     State(state): State<AppState>,
     Path((concert_id, date_id)): Path<(ConcertId, DateId)>,
     Query(query): Query<SeatQuery>,
-) -> Result<response::Json<Vec<SeatSummary>>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let date = state.engine.date(concert_id, date_id)?;
     let now = state.engine.now();
-    let seats = date
-        .view
-        .statuses(now)
-        .filter(|(_, status)| query.status.is_none_or(|f| f == *status))
-        .map(|(seat, status)| SeatSummary {
-            id: seat.id,
-            label: seat.label(),
-            section: seat.section.to_owned(),
-            row: seat.row,
-            number: seat.number,
-            price: seat.price,
-            status,
-        })
-        .collect();
-    Ok(response::Json(seats))
+    let seats_total = date.view.date.layout.seats_total();
+    let render = move || {
+        let seats: Vec<SeatSummary> = date
+            .view
+            .statuses(now)
+            .filter(|(_, status)| query.status.is_none_or(|f| f == *status))
+            .map(|(seat, status)| SeatSummary {
+                id: seat.id,
+                label: seat.label(),
+                section: seat.section.to_owned(),
+                row: seat.row,
+                number: seat.number,
+                price: seat.price,
+                status,
+            })
+            .collect();
+        serde_json::to_vec(&seats).expect("seats serialize")
+    };
+    // A large date's list takes milliseconds to build: off the async workers, so that
+    // other requests (`/health`, the compact map) do not wait behind it.
+    let body = if seats_total > SEATS_INLINE_MAX {
+        tokio::task::spawn_blocking(render)
+            .await
+            .map_err(|_| ApiError::from(crate::engine::Error::Unavailable))?
+    } else {
+        render()
+    };
+    // The list reads the views at `now` (holds past their deadline show as available
+    // before their expiry is recorded), so its tag is the body's own checksum.
+    let etag = format!("\"{:08x}-{:x}\"", crc32fast::hash(&body), body.len());
+    if etag_matches(&headers, &etag) {
+        return Ok(not_modified(&etag));
+    }
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    Ok(response)
 }

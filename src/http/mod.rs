@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -15,8 +16,11 @@ pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod ops;
+pub mod overview;
+pub mod page;
 pub mod queue;
 pub mod reservations;
+pub mod seatmap;
 pub mod server;
 pub mod shed;
 pub mod tickets;
@@ -24,6 +28,7 @@ pub mod wallet;
 
 use crate::engine::Engine;
 use crate::engine::feed::Feed;
+use crate::engine::seatmap::SeatMaps;
 use auth::Auth;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -54,6 +59,11 @@ pub struct AppState {
     pub feed: Feed,
     /// The outbox to NATS JetStream, when configured.
     pub outbox: Option<Arc<crate::outbox::OutboxStatus>>,
+    /// The committed seat maps of every date.
+    pub seat_maps: Arc<SeatMaps>,
+    /// Whether this is a demo start (neither secret configured): only then are demo
+    /// tokens handed out.
+    pub demo: bool,
 }
 
 /// The observation layer's settings and series.
@@ -78,6 +88,16 @@ pub fn router(state: AppState) -> Router {
         .merge(tickets::router())
         .merge(admin::router())
         .merge(ops::router(state.engine.rules()))
+        .merge(seatmap::router())
+        .merge(overview::router())
+        .merge(page::router());
+    // Demo tokens exist only where the secrets were made up for trying the server.
+    let router = if state.demo {
+        router.merge(demo::router())
+    } else {
+        router
+    };
+    let router = router
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -86,7 +106,11 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(DefaultBodyLimit::max(BODY_LEN_MAX));
+        .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
+        // Compresses what the client accepts, except event streams (the default
+        // predicate leaves `text/event-stream` alone, so streams are never buffered),
+        // tiny bodies, and answers already compressed (the seat map's own gzip).
+        .layer(tower_http::compression::CompressionLayer::new());
     let router = if state.observe.enabled {
         router.layer(axum::middleware::from_fn_with_state(
             state.clone(),

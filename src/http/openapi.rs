@@ -2,7 +2,10 @@
 //! and made exact by [`document`]: the limits the server is configured with, and the
 //! ranges of unsigned integers, which the annotations cannot state.
 
-use super::{admin, catalog, events, metrics, ops, queue, reservations, tickets, wallet};
+use super::{
+    admin, catalog, demo, events, metrics, ops, overview, queue, reservations, seatmap, tickets,
+    wallet,
+};
 use crate::domain::Rules;
 use crate::domain::catalog::NAME_PATTERN;
 use serde_json::{Value, json};
@@ -12,11 +15,12 @@ use utoipa::{Modify, OpenApi};
 /// The API document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "boxoffice", description = "Concert seat sales: waiting rooms, seat holds, wallet and payments."),
+    info(title = "boxoffice", description = "Concert seat sales: waiting rooms, seat holds, wallet and payments. The web page is served at `/`. Streams a browser opens with `EventSource` (which cannot send an Authorization header): the seat map stream is public; the queue entry stream is opened with a 60-second ticket from `POST /api/v1/concerts/{concertId}/queue/stream-ticket`, which opens that stream only."),
     paths(
         catalog::create_concert, catalog::list_concerts, catalog::get_concert, catalog::list_dates,
         catalog::get_date, catalog::list_seats,
-        queue::join, queue::get_entry, queue::leave,
+        seatmap::layout, seatmap::seatmap, seatmap::stream,
+        queue::join, queue::get_entry, queue::leave, queue::stream_ticket, queue::stream,
         reservations::hold, reservations::list, reservations::get_one, reservations::cancel,
         reservations::refund,
         wallet::balance, wallet::charge, wallet::transactions, wallet::pay, wallet::payments,
@@ -24,18 +28,21 @@ use utoipa::{Modify, OpenApi};
         tickets::list, tickets::check_in,
         admin::pause, admin::resume, admin::cancel, admin::date_sales, admin::concert_sales,
         admin::date_reservations, admin::user_reservations,
-        ops::health, metrics::metrics,
+        ops::health, metrics::metrics, overview::overview,
+        demo::token,
     ),
     modifiers(&Security),
     tags(
         (name = "catalog", description = "Concerts, dates and seats"),
+        (name = "seatmap", description = "The live seat map: a cacheable layout, a compact map with ETag, and a stream of committed changes"),
         (name = "queue", description = "The waiting room of a concert"),
         (name = "reservations", description = "Seat holds"),
         (name = "wallet", description = "Prepaid wallet"),
         (name = "payments", description = "Paying a hold from the wallet"),
         (name = "events", description = "The event feed: every committed change as a public event, in commit order"),
         (name = "tickets", description = "Tickets of paid seats, and check-in at the door"),
-        (name = "operations", description = "The operator's box office (pause, resume, cancel, sales, reservations), health, metrics and documentation"),
+        (name = "demo", description = "Demo start only: tokens for users 1 to 3 (404 otherwise)"),
+        (name = "operations", description = "The operator's box office (pause, resume, cancel, sales, reservations, overview), health, metrics and documentation"),
     )
 )]
 pub struct ApiDoc;
