@@ -199,11 +199,10 @@ pub async fn seatmap(
     params(
         ("concertId" = u64, Path, description = "The concert's id"),
         ("dateId" = u64, Path, description = "The date's id"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor; an unknown or too old one starts again with the whole map"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor; one that is unknown, too old or no cursor at all starts again with the whole map"),
     ),
     responses(
         (status = 200, description = "`text/event-stream`: `event: map` with `data:` a compact map (as `/seatmap`), then `event: change` with `data:` a SeatChangeBody; each with `id: <cursor>`; `: heartbeat` comments every 15 s", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "INVALID_REQUEST (Last-Event-ID is not a cursor)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND or DATE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn stream(
@@ -212,16 +211,11 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     state.engine.date(concert_id, date_id)?;
-    let after = match headers.get("last-event-id") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.parse::<Cursor>().ok())
-                .ok_or_else(|| ApiError::invalid("Last-Event-ID is not a cursor"))?,
-        ),
-        None => None,
-    };
+    // One that is no cursor is treated like an unknown one: the whole map again.
+    let after = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<Cursor>().ok());
     let subscription = state
         .seat_maps
         .subscribe(date_id, after)
