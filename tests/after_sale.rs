@@ -20,17 +20,7 @@ pub async fn concert(server: &Server, dates: usize) -> (u64, Vec<u64>) {
         .map(|_| json!({"startsAt": starts_at, "sections": sections}))
         .collect();
     let body = json!({"title": "After", "venue": "Hall", "dates": dates});
-    let concert = server
-        .admin_post("/api/v1/admin/concerts", body)
-        .await
-        .expect(201);
-    let ids = concert["dates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_u64().unwrap())
-        .collect();
-    (concert["id"].as_u64().unwrap(), ids)
+    server.create_concert(body).await
 }
 
 /// Holds `seats` for `user` (admitting them first) and pays; returns the reservation id.
@@ -44,12 +34,6 @@ pub async fn buy(server: &Server, concert: u64, date: u64, user: u64, seats: &[u
     }
     server.pay(user, &id).await.expect(201);
     id
-}
-
-async fn admin_get(server: &Server, path: &str) -> Answer {
-    server
-        .send(reqwest::Method::GET, path, Some(ADMIN_KEY), None, &[])
-        .await
 }
 
 async fn check_in(server: &Server, key: &str, body: Value) -> Answer {
@@ -445,7 +429,8 @@ async fn sales_are_counted_by_section_in_json_and_csv() {
         .await
         .expect(200);
 
-    let sales = admin_get(&server, &format!("/api/v1/admin/dates/{date}/sales"))
+    let sales = server
+        .admin_get(&format!("/api/v1/admin/dates/{date}/sales"))
         .await
         .expect(200);
     let r = &sales["sections"][0];
@@ -491,7 +476,8 @@ async fn sales_are_counted_by_section_in_json_and_csv() {
         ]
     );
 
-    let whole = admin_get(&server, &format!("/api/v1/admin/concerts/{concert}/sales"))
+    let whole = server
+        .admin_get(&format!("/api/v1/admin/concerts/{concert}/sales"))
         .await
         .expect(200);
     assert_eq!(whole["totals"]["seatsTotal"], 30);
@@ -501,10 +487,12 @@ async fn sales_are_counted_by_section_in_json_and_csv() {
     let (_, _, text) = csv(&server, &format!("/api/v1/admin/concerts/{concert}/sales")).await;
     assert_eq!(text.lines().count(), 7);
 
-    admin_get(&server, "/api/v1/admin/dates/999/sales")
+    server
+        .admin_get("/api/v1/admin/dates/999/sales")
         .await
         .assert_problem(404, "DATE_NOT_FOUND");
-    admin_get(&server, "/api/v1/admin/concerts/999/sales")
+    server
+        .admin_get("/api/v1/admin/concerts/999/sales")
         .await
         .assert_problem(404, "CONCERT_NOT_FOUND");
     server
@@ -528,7 +516,8 @@ async fn a_dates_reservations_come_in_pages_filtered_by_status_and_user() {
     ids.push(held["id"].as_str().unwrap().to_owned());
     let base = format!("/api/v1/admin/dates/{date}/reservations");
 
-    let first = admin_get(&server, &format!("{base}?limit=2"))
+    let first = server
+        .admin_get(&format!("{base}?limit=2"))
         .await
         .expect(200);
     let page: Vec<&str> = first["reservations"]
@@ -540,21 +529,25 @@ async fn a_dates_reservations_come_in_pages_filtered_by_status_and_user() {
     assert_eq!(page, [ids[0].as_str(), ids[1].as_str()]);
     assert_eq!(first["reservations"][0]["userId"], 1);
     let next = first["next"].as_str().unwrap();
-    let rest = admin_get(&server, &format!("{base}?limit=2&after={next}"))
+    let rest = server
+        .admin_get(&format!("{base}?limit=2&after={next}"))
         .await
         .expect(200);
     assert_eq!(rest["reservations"].as_array().unwrap().len(), 2);
     assert!(rest.get("next").is_none());
 
-    let paid = admin_get(&server, &format!("{base}?status=PAID"))
+    let paid = server
+        .admin_get(&format!("{base}?status=PAID"))
         .await
         .expect(200);
     assert_eq!(paid["reservations"].as_array().unwrap().len(), 3);
-    let mine = admin_get(&server, &format!("{base}?userId=1"))
+    let mine = server
+        .admin_get(&format!("{base}?userId=1"))
         .await
         .expect(200);
     assert_eq!(mine["reservations"].as_array().unwrap().len(), 2);
-    let both = admin_get(&server, &format!("{base}?userId=1&status=HELD"))
+    let both = server
+        .admin_get(&format!("{base}?userId=1&status=HELD"))
         .await
         .expect(200);
     assert_eq!(both["reservations"][0]["id"], ids[3].as_str());
@@ -568,29 +561,35 @@ async fn a_dates_reservations_come_in_pages_filtered_by_status_and_user() {
         "?after=nope",
         "?colour=red",
     ] {
-        admin_get(&server, &format!("{base}{bad}"))
+        server
+            .admin_get(&format!("{base}{bad}"))
             .await
             .assert_problem(400, "INVALID_REQUEST");
     }
     // A well-formed reservation id that is none of this date's: nothing to start after.
-    admin_get(
-        &server,
-        &format!("{base}?after=00000000-0000-0000-0000-000000000000"),
-    )
-    .await
-    .assert_problem(404, "RESERVATION_NOT_FOUND");
-    admin_get(&server, "/api/v1/admin/dates/999/reservations")
+    server
+        .admin_get(&format!(
+            "{base}?after=00000000-0000-0000-0000-000000000000"
+        ))
+        .await
+        .assert_problem(404, "RESERVATION_NOT_FOUND");
+    server
+        .admin_get("/api/v1/admin/dates/999/reservations")
         .await
         .assert_problem(404, "DATE_NOT_FOUND");
 
-    let history = admin_get(&server, "/api/v1/admin/users/1/reservations")
+    let history = server
+        .admin_get("/api/v1/admin/users/1/reservations")
         .await
         .expect(200);
     assert_eq!(history.as_array().unwrap().len(), 2);
     assert_eq!(history[0]["id"], ids[3].as_str());
-    let nobody = admin_get(&server, "/api/v1/admin/users/77/reservations").await;
+    let nobody = server
+        .admin_get("/api/v1/admin/users/77/reservations")
+        .await;
     assert_eq!(nobody.expect(200), json!([]));
-    admin_get(&server, "/api/v1/admin/users/x/reservations")
+    server
+        .admin_get("/api/v1/admin/users/x/reservations")
         .await
         .assert_problem(400, "INVALID_REQUEST");
 }

@@ -35,17 +35,7 @@ async fn concert_with_dates(
     let date = json!({"startsAt": "2099-12-24T19:00:00Z",
         "sections": [{"name": "R", "rows": 1, "seatsPerRow": seats, "price": price}]});
     let spec = json!({"title": "Tour", "venue": "Hall", "dates": vec![date; dates]});
-    let concert = server
-        .admin_post("/api/v1/admin/concerts", spec)
-        .await
-        .expect(201);
-    let ids = concert["dates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_u64().unwrap())
-        .collect();
-    (concert["id"].as_u64().unwrap(), ids)
+    server.create_concert(spec).await
 }
 
 fn queue_path(concert: u64) -> String {

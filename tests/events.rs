@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::feed::{admin_get, concurrent_run, read_all};
+use common::feed::{concurrent_run, read_all};
 use common::{ADMIN_KEY, Server};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -199,7 +199,8 @@ async fn bad_cursors_and_limits_are_refused_and_an_expired_cursor_is_gone() {
         "?limit=1001",
         "?colour=red",
     ] {
-        admin_get(&server, &format!("/api/v1/admin/events{query}"))
+        server
+            .admin_get(&format!("/api/v1/admin/events{query}"))
             .await
             .assert_problem(400, "INVALID_REQUEST");
     }
@@ -213,7 +214,9 @@ async fn bad_cursors_and_limits_are_refused_and_an_expired_cursor_is_gone() {
     }
     let server = server.restart().await;
     server.concert(1, 5, 100).await;
-    let gone = admin_get(&server, &format!("/api/v1/admin/events?after={first}")).await;
+    let gone = server
+        .admin_get(&format!("/api/v1/admin/events?after={first}"))
+        .await;
     gone.assert_problem(410, "CURSOR_EXPIRED");
     let oldest = read_all(&server, 10).await[0]["cursor"].clone();
     assert_eq!(gone.body["oldestCursor"], oldest);

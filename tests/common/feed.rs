@@ -1,7 +1,7 @@
 //! Helpers for the event feed: a concurrent run that acknowledges known actions, and
 //! the whole feed read page by page.
 
-use super::{ADMIN_KEY, Server};
+use super::Server;
 use futures::future::join_all;
 use serde_json::Value;
 use std::sync::Arc;
@@ -50,12 +50,6 @@ pub async fn concurrent_run(server: &Arc<Server>, users: u64) -> Acknowledged {
     all
 }
 
-pub async fn admin_get(server: &Server, path: &str) -> super::Answer {
-    server
-        .send(reqwest::Method::GET, path, Some(ADMIN_KEY), None, &[])
-        .await
-}
-
 /// The whole feed, read a page of `page` events at a time.
 pub async fn read_all(server: &Server, page: usize) -> Vec<Value> {
     let mut events: Vec<Value> = Vec::new();
@@ -65,7 +59,8 @@ pub async fn read_all(server: &Server, page: usize) -> Vec<Value> {
             Some(cursor) => format!("?after={cursor}&limit={page}"),
             None => format!("?limit={page}"),
         };
-        let body = admin_get(server, &format!("/api/v1/admin/events{query}"))
+        let body = server
+            .admin_get(&format!("/api/v1/admin/events{query}"))
             .await
             .expect(200);
         let batch = body["events"].as_array().unwrap().clone();

@@ -295,6 +295,27 @@ impl Server {
         .await
     }
 
+    /// GET with the admin key.
+    pub async fn admin_get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, Some(ADMIN_KEY), None, &[])
+            .await
+    }
+
+    /// Creates the concert `spec` describes; returns its id and its dates' ids.
+    pub async fn create_concert(&self, spec: Value) -> (u64, Vec<u64>) {
+        let concert = self
+            .admin_post("/api/v1/admin/concerts", spec)
+            .await
+            .expect(201);
+        let ids = concert["dates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_u64().unwrap())
+            .collect();
+        (concert["id"].as_u64().unwrap(), ids)
+    }
+
     /// Creates a concert with one date of one section; returns (concert id, date id).
     pub async fn concert(&self, rows: u32, seats_per_row: u32, price: u64) -> (u64, u64) {
         let body = concert_body(rows, seats_per_row, price);
