@@ -17,7 +17,7 @@
 //! cancellation's) give one.
 //! Talks to: date and queue actors (never the other way round), and the journal.
 
-use super::catalog::Directory;
+use super::catalog::{DateEntry, Directory};
 use super::clock::Clock;
 use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
@@ -233,6 +233,19 @@ impl WalletActor {
         }
     }
 
+    /// The date (actor and view) of one of `user`'s reservations.
+    fn date_of(
+        &self,
+        user: UserId,
+        reservation_id: ReservationId,
+    ) -> Result<Arc<DateEntry>, Error> {
+        let reservation = self.deps.index.owned(user, reservation_id)?;
+        self.deps
+            .directory
+            .date(reservation.date_id)
+            .ok_or(Error::Unavailable)
+    }
+
     async fn refund(
         &mut self,
         user: UserId,
@@ -240,12 +253,7 @@ impl WalletActor {
         reason: RefundReason,
         batch: &mut Batch,
     ) -> Result<Refund, Error> {
-        let reservation = self.deps.index.owned(user, reservation_id)?;
-        let date = self
-            .deps
-            .directory
-            .date(reservation.date_id)
-            .ok_or(Error::Unavailable)?;
+        let date = self.date_of(user, reservation_id)?;
         let command = RefundCommand {
             user,
             reservation_id,
@@ -305,12 +313,7 @@ impl WalletActor {
                 None => {}
             }
         }
-        let reservation = self.deps.index.owned(user, reservation_id)?;
-        let date = self
-            .deps
-            .directory
-            .date(reservation.date_id)
-            .ok_or(Error::Unavailable)?;
+        let date = self.date_of(user, reservation_id)?;
         let command = Pay {
             user,
             reservation_id,
