@@ -325,17 +325,7 @@ async fn holds_racing_the_refunds_that_free_their_seats_replay_from_the_log() {
     )
     .await
     .expect(200);
-    let mut server = std::sync::Arc::into_inner(server).expect("the last handle");
-    server.stop().await;
-    for snapshot in server.data_files(".snapshot") {
-        std::fs::remove_file(snapshot).unwrap();
-    }
-    let server = server.restart().await;
-    assert_eq!(
-        server.replayed(),
-        server.recovered_seq(),
-        "from the log alone"
-    );
+    let server = restart_from_the_log_alone(server).await;
     let after = admin(
         &server,
         reqwest::Method::GET,
@@ -404,17 +394,7 @@ async fn scans_racing_the_payments_of_their_tickets_replay_from_the_log() {
         .await
         .expect(200);
     assert_eq!(before["totals"]["admitted"], 20);
-    let mut server = std::sync::Arc::into_inner(server).expect("the last handle");
-    server.stop().await;
-    for snapshot in server.data_files(".snapshot") {
-        std::fs::remove_file(snapshot).unwrap();
-    }
-    let server = server.restart().await;
-    assert_eq!(
-        server.replayed(),
-        server.recovered_seq(),
-        "from the log alone"
-    );
+    let server = restart_from_the_log_alone(server).await;
     let after = admin(&server, reqwest::Method::GET, &sales)
         .await
         .expect(200);
@@ -468,6 +448,16 @@ async fn payments_racing_the_cancellation_of_their_date_replay_from_the_log() {
         .await
         .expect(200);
     assert_eq!(before["totals"]["sold"], 0);
+    let server = restart_from_the_log_alone(server).await;
+    let after = admin(&server, reqwest::Method::GET, &sales)
+        .await
+        .expect(200);
+    assert_eq!(before, after);
+}
+
+/// Stops the server, removes its snapshots and starts it again: everything it then
+/// shows was replayed from the log alone.
+async fn restart_from_the_log_alone(server: std::sync::Arc<Server>) -> Server {
     let mut server = std::sync::Arc::into_inner(server).expect("the last handle");
     server.stop().await;
     for snapshot in server.data_files(".snapshot") {
@@ -479,8 +469,5 @@ async fn payments_racing_the_cancellation_of_their_date_replay_from_the_log() {
         server.recovered_seq(),
         "from the log alone"
     );
-    let after = admin(&server, reqwest::Method::GET, &sales)
-        .await
-        .expect(200);
-    assert_eq!(before, after);
+    server
 }
