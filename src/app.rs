@@ -2,6 +2,7 @@
 //! [`Config`], and serves them on an already bound listener (so tests can bind port 0
 //! and run the real server).
 
+use crate::cluster;
 use crate::config::Config;
 use crate::domain::UserId;
 use crate::domain::catalog::{ConcertSpec, DateSpec, SectionSpec};
@@ -13,6 +14,7 @@ use crate::engine::journal::Journal;
 use crate::engine::metrics::{EngineMetrics, EventCounter};
 use crate::engine::seatmap::SeatMaps;
 use crate::http::auth::Auth;
+use crate::http::cluster::ClusterView;
 use crate::http::metrics::{HttpMetrics, LiveGauges};
 use crate::http::server::ServeOptions;
 use crate::http::{self, AppState, Observe};
@@ -40,6 +42,16 @@ pub struct App {
     pub auth: Arc<Auth>,
     /// What a person starting the server should be told (demo keys and tokens).
     pub banner: Vec<String>,
+    /// In cluster mode: becomes `true` once this node lost the leadership (or could
+    /// not follow the log) and must start again to follow.
+    pub deposed: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// A cluster node's parts, until the engine runs.
+struct Clustered {
+    view: ClusterView,
+    node: cluster::Node,
+    deposed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Recovers the data directory, starts the engine and builds the router. With neither
@@ -49,22 +61,55 @@ pub struct App {
 /// directory holds none.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
     let rules = config.rules();
+    let cluster_options = config.cluster().map_err(StoreError::Replicated)?;
     let store_metrics = Arc::new(StoreMetrics::default());
     let engine_metrics = Arc::new(EngineMetrics::default());
     let counter = Box::new(EventCounter(engine_metrics.clone()));
-    let opened = store::open(
-        &config.store(),
-        &rules,
-        store_metrics.clone(),
-        vec![counter],
-    )?;
-    let mut banner = vec![format!(
-        "recovered {} up to event {} ({} replayed from the log)",
-        config.data_dir.display(),
-        opened.image.seq,
-        opened.replayed
-    )];
-    let demo = config.admin_key.is_none() && config.jwt_secret.is_none();
+    let (opened, clustered) = match &cluster_options {
+        None => {
+            let opened = store::open(
+                &config.store(),
+                &rules,
+                store_metrics.clone(),
+                vec![counter],
+            )?;
+            (opened, None)
+        }
+        Some(options) => {
+            let opened = cluster::open(
+                options,
+                &config.store(),
+                &rules,
+                store_metrics.clone(),
+                vec![counter],
+            )
+            .await?;
+            let view = ClusterView {
+                leadership: opened.leadership,
+                advertise_url: options.advertise_url.clone(),
+            };
+            let clustered = Clustered {
+                view,
+                node: opened.node,
+                deposed: opened.deposed,
+            };
+            (opened.store, Some(clustered))
+        }
+    };
+    let mut banner = vec![match &cluster_options {
+        None => format!(
+            "recovered {} up to event {} ({} replayed from the log)",
+            config.data_dir.display(),
+            opened.image.seq,
+            opened.replayed
+        ),
+        Some(options) => format!(
+            "replayed the log stream {} at {} up to event {}; following it as {}",
+            options.log.stream, options.log.urls, opened.image.seq, options.advertise_url
+        ),
+    }];
+    let demo =
+        cluster_options.is_none() && config.admin_key.is_none() && config.jwt_secret.is_none();
     let (admin_key, jwt_secret) = if demo {
         let secrets = DemoSecrets::load_or_make(&config.data_dir)?;
         banner.push(format!("admin key: {}", secrets.admin_key));
@@ -90,8 +135,22 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         None => load_or_make_ticket_secret(&config.data_dir)?,
     };
     let tickets = Arc::new(TicketKey::new(&ticket_secret));
-    let journal = Journal::durable(opened.log, opened.snapshots);
+    let journal = match &clustered {
+        None => Journal::durable(opened.log.clone(), opened.snapshots),
+        Some(clustered) => Journal::replicated(
+            opened.log.clone(),
+            opened.snapshots,
+            clustered.view.leadership.clone(),
+        ),
+    };
     let engine = Engine::start(rules, clock, journal, opened.image, engine_metrics);
+    let (cluster_view, deposed) = match clustered {
+        None => (None, None),
+        Some(clustered) => {
+            clustered.node.spawn(engine.clone(), opened.log);
+            (Some(clustered.view), Some(clustered.deposed))
+        }
+    };
     // Unless the operator set the JWT secret, nobody else can sign tokens: tell some.
     if config.jwt_secret.is_none() {
         for user in 1..=3 {
@@ -118,11 +177,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     engine.metrics().register(&mut registry);
     store_metrics.register(&mut registry);
     registry.register_collector(Box::new(LiveGauges::new(engine.clone())));
-    let feed = Feed::new(
-        opened.tail,
-        Some(config.data_dir.clone()),
-        engine.reservation_index().clone(),
-    );
+    // A cluster node's data directory holds no log segments: its feed reads the tail.
+    let log_dir = cluster_view.is_none().then(|| config.data_dir.clone());
+    let feed = Feed::new(opened.tail, log_dir, engine.reservation_index().clone());
     let outbox = config.events_nats_url.as_ref().map(|url| {
         let outbox = OutboxConfig {
             url: url.clone(),
@@ -146,6 +203,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         outbox,
         seat_maps,
         demo,
+        cluster: cluster_view,
     };
     let router = http::router(state);
     Ok(App {
@@ -153,6 +211,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         engine,
         auth,
         banner,
+        deposed,
     })
 }
 

@@ -1,12 +1,14 @@
 //! Command line and environment: every flag can also be set as `BOXOFFICE_<FLAG>`
 //! (for example `BOXOFFICE_HOLD_TTL_SECS=120`).
 
+use crate::cluster::ClusterOptions;
 use crate::domain::catalog::CatalogRules;
 use crate::domain::date::DateRules;
 use crate::domain::queue::QueueRules;
 use crate::domain::wallet::WalletRules;
 use crate::domain::{Rules, Won};
 use crate::http::server::{self, ServeOptions};
+use crate::store::nats_log::NatsLogOptions;
 use crate::store::{FsyncPolicy, StoreOptions};
 use chrono::Duration;
 use clap::{Args, Parser, Subcommand};
@@ -151,6 +153,24 @@ pub struct Config {
     /// Replicas of the stream when the outbox creates it.
     #[arg(long, env = "BOXOFFICE_EVENTS_NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub events_nats_replicas: u8,
+    /// Keep the log in NATS JetStream instead of the data directory, shared by every
+    /// node started with the same value (`nats://host:port`, several comma-separated):
+    /// one node leads and takes writes, the others follow and serve reads. Needs
+    /// `--admin-key`, `--jwt-secret` and `--ticket-secret`, the same on every node.
+    /// Without it the log is local files (one node).
+    #[arg(long, env = "BOXOFFICE_LOG")]
+    pub log: Option<String>,
+    /// The JetStream stream of the replicated log (created if missing; its lease is
+    /// the key-value bucket `{stream}_LEASE`).
+    #[arg(long, env = "BOXOFFICE_LOG_STREAM", default_value = "BOXOFFICE_LOG")]
+    pub log_stream: String,
+    /// Replicas of the log stream and lease bucket when this node creates them.
+    #[arg(long, env = "BOXOFFICE_LOG_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub log_replicas: u8,
+    /// This node's URL as clients and other nodes reach it: followers send writes to
+    /// the leader's (307). Default: `http://{listen}`.
+    #[arg(long, env = "BOXOFFICE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// Benchmarks only: serve without request ids, spans and HTTP metrics, to measure
     /// what observing requests costs.
     #[arg(long, env = "BOXOFFICE_UNOBSERVED", hide = true)]
@@ -181,6 +201,38 @@ pub struct Config {
     /// How long a request may wait for a place among those in flight before it is shed.
     #[arg(long, env = "BOXOFFICE_SHED_WAIT_MS", default_value_t = server::SHED_WAIT_MS)]
     pub shed_wait_ms: u64,
+}
+
+impl Config {
+    /// The cluster settings, with `--log nats://...`; `Ok(None)` for the local log.
+    pub fn cluster(&self) -> Result<Option<ClusterOptions>, String> {
+        let Some(urls) = &self.log else {
+            return Ok(None);
+        };
+        if !urls.split(',').all(|url| url.trim().starts_with("nats://")) {
+            return Err(format!(
+                "--log {urls:?}: expected nats://host:port (several comma-separated)"
+            ));
+        }
+        if self.admin_key.is_none() || self.jwt_secret.is_none() || self.ticket_secret.is_none() {
+            return Err(
+                "--log nats://... needs --admin-key, --jwt-secret and --ticket-secret, \
+                 the same on every node"
+                    .into(),
+            );
+        }
+        Ok(Some(ClusterOptions {
+            log: NatsLogOptions {
+                urls: urls.clone(),
+                stream: self.log_stream.clone(),
+                replicas: usize::from(self.log_replicas),
+            },
+            advertise_url: self
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", self.listen)),
+        }))
+    }
 }
 
 /// How log lines are written.

@@ -18,6 +18,7 @@
 //!   a bound listener.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod engine;

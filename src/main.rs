@@ -61,6 +61,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!("{line}");
         }
         tracing::info!("listening on http://{}", listener.local_addr()?);
+        if let Some(deposed) = app.deposed.clone() {
+            tokio::spawn(restart_when_deposed(deposed));
+        }
         app::serve_with(
             listener,
             app.router.clone(),
@@ -74,6 +77,31 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// A cluster node that lost the leadership stops acknowledging at once; its memory may
+/// hold effects of writes the log never took, so it starts again (the same process
+/// id, arguments and environment) and follows the log from what the log holds. The
+/// short pause lets the answers already refused reach their clients.
+async fn restart_when_deposed(mut deposed: tokio::sync::watch::Receiver<bool>) {
+    if deposed.wait_for(|d| *d).await.is_err() {
+        return;
+    }
+    tracing::warn!("no longer leading: starting again as a follower");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let Ok(exe) = std::env::current_exe() else {
+        tracing::error!("cannot find this program to start it again; exiting");
+        std::process::exit(75);
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .exec();
+        tracing::error!("starting again failed: {error}; exiting");
+    }
+    std::process::exit(75);
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -9,10 +9,15 @@ use std::path::{Path, PathBuf};
 const RULES: &[(&str, &[&str])] = &[
     (
         "domain",
-        &["engine", "store", "http", "outbox", "app", "config"],
+        &[
+            "engine", "store", "http", "outbox", "cluster", "app", "config",
+        ],
     ),
-    ("store", &["engine", "http", "outbox", "app", "config"]),
-    ("engine", &["http", "outbox", "app", "config"]),
+    (
+        "store",
+        &["engine", "http", "outbox", "cluster", "app", "config"],
+    ),
+    ("engine", &["http", "outbox", "cluster", "app", "config"]),
 ];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {

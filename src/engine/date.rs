@@ -76,6 +76,18 @@ enum DateMessage {
         filter: ReservationFilter,
         reply: Reply<ReservationPage>,
     },
+    /// What the leader of a replicated log logged for this date (on a follower).
+    Follow(Followed),
+}
+
+/// A logged record a follower's date applies.
+pub enum Followed {
+    /// The date's own event.
+    Event(DateEvent),
+    /// A payment of one of its reservations.
+    Payment(Payment),
+    /// A refund of one of its reservations.
+    Refund(Refund),
 }
 
 /// A page of a date's reservations and the cursor of the next.
@@ -205,6 +217,15 @@ impl DateHandle {
             reply,
         })
         .await
+    }
+
+    /// Applies what the leader of a replicated log logged for this date (on a
+    /// follower), after everything sent before. Waits for room in the mailbox.
+    pub async fn follow(&self, followed: Followed) -> Result<(), Error> {
+        self.mailbox
+            .send(DateMessage::Follow(followed))
+            .await
+            .map_err(|_| Error::Unavailable)
     }
 
     /// The date's sales figures.
@@ -407,10 +428,29 @@ impl DateActor {
                 let page = sales::reservations_page(&self.state, &filter);
                 batch.reply(reply, page.map_err(Error::from));
             }
+            DateMessage::Follow(followed) => self.follow(followed),
             DateMessage::Hold { .. }
             | DateMessage::Cancel { .. }
             | DateMessage::Pay { .. }
             | DateMessage::Refund { .. } => unreachable!("handled by `handle`"),
+        }
+    }
+
+    /// Applies a record the leader logged, and shows it, as replay and the live path do.
+    fn follow(&mut self, followed: Followed) {
+        match followed {
+            Followed::Event(event) => {
+                self.state.replay(&event);
+                self.publish(&event);
+            }
+            Followed::Payment(payment) => {
+                self.state.replay_payment(&payment);
+                self.show(&[payment.reservation_id]);
+            }
+            Followed::Refund(refund) => {
+                self.state.replay_refund(&refund);
+                self.show_freed(refund.reservation_id);
+            }
         }
     }
 
@@ -484,18 +524,20 @@ impl DateActor {
 }
 
 impl Gated for DateMessage {
-    /// Every message to a date changes it, but the operator's reports.
-    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self> {
+    /// Every message to a date changes it, but the operator's reports (and, on a
+    /// follower, what the leader logged).
+    fn refuse_mutation(self, batch: &mut Batch, why: Error) -> Option<Self> {
         match self {
-            DateMessage::Hold { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            DateMessage::Cancel { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            DateMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            DateMessage::Refund { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            DateMessage::SetPaused { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            DateMessage::CancelDate { reply } => batch.reply(reply, Err(Error::Unavailable)),
-            DateMessage::Admit { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
+            DateMessage::Hold { reply, .. } => batch.reply(reply, Err(why.clone())),
+            DateMessage::Cancel { reply, .. } => batch.reply(reply, Err(why.clone())),
+            DateMessage::Pay { reply, .. } => batch.reply(reply, Err(why.clone())),
+            DateMessage::Refund { reply, .. } => batch.reply(reply, Err(why.clone())),
+            DateMessage::SetPaused { reply, .. } => batch.reply(reply, Err(why.clone())),
+            DateMessage::CancelDate { reply } => batch.reply(reply, Err(why.clone())),
+            DateMessage::Admit { reply, .. } => batch.reply(reply, Err(why.clone())),
             read @ (DateMessage::Sales { .. }
             | DateMessage::Reservations { .. }
+            | DateMessage::Follow(_)
             | DateMessage::PaymentDurable { .. }) => {
                 // The last only releases parked scans, which are then refused.
                 return Some(read);

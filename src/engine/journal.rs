@@ -8,9 +8,14 @@
 //! without events (a read) is released at once either way. Once the write path has
 //! stopped, batches with events are answered `Unavailable` and actors refuse
 //! mutations before applying them.
+//!
+//! In front of a replicated log the journal also asks the node's
+//! [`Leadership`]: a node that does not lead (a follower, or a leader whose lease
+//! lapsed) refuses mutations the same way, answering [`Error::NotLeader`].
 
 use super::Error;
 use crate::domain::Event;
+use crate::store::leadership::Leadership;
 use crate::store::log::{Append, LogHandle};
 use crate::store::shadow::SnapshotHandle;
 use std::sync::Arc;
@@ -54,14 +59,17 @@ impl Batch {
 /// a message that would change state is refused (answered `Unavailable` in the batch,
 /// or dropped if nobody waits for it), and a read is still served.
 pub trait Gated: Sized {
-    /// Refuses the message if it would change state (returns `None`); gives a read back.
-    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self>;
+    /// Refuses the message with `why` if it would change state (returns `None`);
+    /// gives a read back.
+    fn refuse_mutation(self, batch: &mut Batch, why: Error) -> Option<Self>;
 }
 
 /// Where batches go to be committed.
 #[derive(Clone)]
 pub struct Journal {
     log: Option<(LogHandle, SnapshotHandle)>,
+    /// Who may write, when the log is shared with other nodes.
+    leadership: Option<Arc<Leadership>>,
     /// Set when an in-memory journal is stopped.
     stopped: Arc<AtomicBool>,
     events_total: Arc<AtomicU64>,
@@ -72,6 +80,7 @@ impl Journal {
     pub fn in_memory() -> Journal {
         Journal {
             log: None,
+            leadership: None,
             stopped: Arc::new(AtomicBool::new(false)),
             events_total: Arc::default(),
         }
@@ -81,16 +90,40 @@ impl Journal {
     pub fn durable(log: LogHandle, snapshots: SnapshotHandle) -> Journal {
         Journal {
             log: Some((log, snapshots)),
+            leadership: None,
             stopped: Arc::new(AtomicBool::new(false)),
             events_total: Arc::default(),
         }
     }
 
-    /// Whether the write path has stopped (after a write failure or at shutdown).
+    /// A journal in front of a log shared with other nodes: it takes mutations only
+    /// while `leadership` says this node may write.
+    pub fn replicated(
+        log: LogHandle,
+        snapshots: SnapshotHandle,
+        leadership: Arc<Leadership>,
+    ) -> Journal {
+        Journal {
+            leadership: Some(leadership),
+            ..Journal::durable(log, snapshots)
+        }
+    }
+
+    /// Whether the write path has stopped (after a write failure or at shutdown), or
+    /// this node does not lead the log it shares.
     pub fn is_stopped(&self) -> bool {
-        match &self.log {
+        let stopped = match &self.log {
             Some((log, _)) => log.is_stopped(),
             None => self.stopped.load(Ordering::Acquire),
+        };
+        stopped || self.leadership.as_ref().is_some_and(|l| !l.may_write())
+    }
+
+    /// What a refused mutation is answered.
+    pub fn refusal(&self) -> Error {
+        match &self.leadership {
+            Some(_) => Error::NotLeader,
+            None => Error::Unavailable,
         }
     }
 
@@ -99,7 +132,7 @@ impl Journal {
     /// decides this.
     pub fn admit<M: Gated>(&self, message: M, batch: &mut Batch) -> Option<M> {
         if self.is_stopped() {
-            message.refuse_mutation(batch)
+            message.refuse_mutation(batch, self.refusal())
         } else {
             Some(message)
         }
@@ -111,7 +144,7 @@ impl Journal {
             return batch.release(Ok(()));
         }
         if self.is_stopped() {
-            return batch.release(Err(Error::Unavailable));
+            return batch.release(Err(self.refusal()));
         }
         self.events_total
             .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
@@ -119,8 +152,9 @@ impl Journal {
             None => batch.release(Ok(())),
             Some((log, _)) => {
                 let Batch { events, replies } = batch;
+                let refusal = self.refusal();
                 let on_durable = Box::new(move |outcome: Result<(), _>| {
-                    let outcome = outcome.map_err(|_| Error::Unavailable);
+                    let outcome = outcome.map_err(|_| refusal);
                     for reply in replies {
                         reply(outcome.clone());
                     }

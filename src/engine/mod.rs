@@ -26,14 +26,14 @@ pub mod seatmap;
 pub mod views;
 pub mod wallet;
 
-use crate::domain::catalog::{CatalogCommand, CatalogState, ConcertSpec};
+use crate::domain::catalog::{CatalogCommand, CatalogEvent, CatalogState, Concert, ConcertSpec};
 use crate::domain::date::{
     DateState, Payment, RefundReason, Reservation, SeatStatus, check_seat_list,
 };
 use crate::domain::queue::{EntryView, QueueState};
 use crate::domain::sales::{DateSales, ReservationFilter};
 use crate::domain::ticket::Claim;
-use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind};
+use crate::domain::wallet::{Charge, LedgerEntry, TransactionKind, WalletEvent};
 use crate::domain::{
     ConcertId, DateId, Event, Image, Rejection, ReservationId, Rules, SeatId, Timestamp, UserId,
     Won,
@@ -61,6 +61,10 @@ pub enum Error {
     /// An actor or the journal is gone (503).
     #[error("the engine is unavailable")]
     Unavailable,
+    /// This node follows a replicated log and takes no writes (307 to the leader, or
+    /// 503 when no leader is known).
+    #[error("this node does not lead the log")]
+    NotLeader,
 }
 
 /// What every actor is started with.
@@ -212,18 +216,27 @@ impl Engine {
 
     /// Creates a concert and starts its actors.
     pub async fn create_concert(&self, spec: ConcertSpec) -> Result<Arc<ConcertEntry>, Error> {
+        if self.context.journal.is_stopped() {
+            // Refused before the catalog changes in memory.
+            return Err(self.context.journal.refusal());
+        }
         let mut catalog = self.catalog.lock().await;
         let event = catalog.apply(
             CatalogCommand::Create(spec),
             self.context.rules.catalog,
             self.now(),
         )?;
-        let crate::domain::catalog::CatalogEvent::ConcertCreated { concert_id, .. } = &event;
+        let CatalogEvent::ConcertCreated { concert_id, .. } = &event;
         let concert = catalog.concert(*concert_id).expect("just created").clone();
         self.context
             .journal
             .commit(vec![Event::Catalog(event)])
             .await?;
+        Ok(self.open_concert(concert))
+    }
+
+    /// Starts the actors of a new concert.
+    fn open_concert(&self, concert: Arc<Concert>) -> Arc<ConcertEntry> {
         let rules = &self.context.rules;
         let states = concert
             .dates
@@ -231,7 +244,76 @@ impl Engine {
             .map(|d| DateState::new(d.id, concert.id, d.starts_at, d.layout.clone(), rules.date))
             .collect();
         let queue = QueueState::new(concert.id, rules.queue);
-        Ok(self.directory.open(concert, states, queue, &self.context))
+        self.directory.open(concert, states, queue, &self.context)
+    }
+
+    /// Applies events another node logged (this node follows a replicated log): each
+    /// goes to its owners' mailboxes, after everything sent to them before, and they
+    /// apply it as replay does. Concerts are created at once.
+    pub async fn follow(&self, events: &[Event]) -> Result<(), Error> {
+        for event in events {
+            self.follow_one(event).await?;
+        }
+        Ok(())
+    }
+
+    async fn follow_one(&self, event: &Event) -> Result<(), Error> {
+        let missing = |_| Error::Unavailable;
+        match event {
+            Event::Catalog(event) => {
+                let mut catalog = self.catalog.lock().await;
+                catalog.replay(event);
+                let CatalogEvent::ConcertCreated { concert_id, .. } = event;
+                let concert = catalog.concert(*concert_id).ok_or(Error::Unavailable)?;
+                self.open_concert(concert.clone());
+            }
+            Event::Date(date, event) => {
+                let date = self.date_entry(*date).map_err(missing)?;
+                date.handle
+                    .follow(date::Followed::Event(event.clone()))
+                    .await?;
+            }
+            Event::Queue(concert, event) => {
+                let concert = self.concert(*concert).map_err(missing)?;
+                concert
+                    .queue
+                    .follow(queue::Followed::Event(event.clone()))
+                    .await?;
+            }
+            Event::Wallet(event) => {
+                let WalletEvent::Charged(charge) = event;
+                let followed = wallet::Followed::Event(event.clone());
+                self.wallet(charge.user).follow(followed).await?;
+            }
+            Event::Paid(payment) => {
+                let date = self.date_entry(payment.date_id).map_err(missing)?;
+                let concert = self.concert(payment.concert_id).map_err(missing)?;
+                let followed = date::Followed::Payment(payment.clone());
+                date.handle.follow(followed).await?;
+                let followed = wallet::Followed::Payment(payment.clone());
+                self.wallet(payment.user).follow(followed).await?;
+                let followed = queue::Followed::Payment(payment.clone());
+                concert.queue.follow(followed).await?;
+            }
+            Event::Refunded(refund) => {
+                let date = self.date_entry(refund.date_id).map_err(missing)?;
+                let followed = date::Followed::Refund(refund.clone());
+                date.handle.follow(followed).await?;
+                let followed = wallet::Followed::Refund(refund.clone());
+                self.wallet(refund.user).follow(followed).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// This node now leads the log it followed: waiting entries get a fresh idle
+    /// window, and cancellations left unfinished are finished, as after a restart.
+    pub async fn promoted(self: &Arc<Self>) {
+        for concert in self.directory.concerts() {
+            // A room that is gone has nobody waiting.
+            let _ = concert.queue.promoted().await;
+        }
+        self.finish_cancellations();
     }
 
     /// Every concert with its actors and views, by id.

@@ -53,17 +53,32 @@ enum QueueMessage {
         payment: Payment,
         done: oneshot::Sender<()>,
     },
+    /// What the leader of a replicated log logged for this room (on a follower).
+    Follow(Followed),
+    /// This node now leads: every waiting entry gets a full idle window again, as
+    /// after a restart (polls are not logged, and they went to this node's view only).
+    Promoted,
+}
+
+/// A logged record a follower's room applies.
+pub enum Followed {
+    /// The room's own event.
+    Event(QueueEvent),
+    /// A payment that completes an entry.
+    Payment(Payment),
 }
 
 impl QueueMessage {
-    fn user(&self) -> UserId {
+    fn user(&self) -> Option<UserId> {
         match self {
             QueueMessage::Join { user, .. }
             | QueueMessage::Poll { user, .. }
             | QueueMessage::Leave { user, .. }
             | QueueMessage::NoteHold { user, .. }
-            | QueueMessage::ReleaseHold { user, .. } => *user,
-            QueueMessage::Complete { payment, .. } => payment.user,
+            | QueueMessage::ReleaseHold { user, .. } => Some(*user),
+            QueueMessage::Complete { payment, .. }
+            | QueueMessage::Follow(Followed::Payment(payment)) => Some(payment.user),
+            QueueMessage::Follow(Followed::Event(_)) | QueueMessage::Promoted => None,
         }
     }
 }
@@ -147,6 +162,23 @@ impl QueueHandle {
             .map_err(|_| Error::Overloaded)
     }
 
+    /// Applies what the leader of a replicated log logged for this room (on a
+    /// follower), after everything sent before. Waits for room in the mailbox.
+    pub async fn follow(&self, followed: Followed) -> Result<(), Error> {
+        self.mailbox
+            .send(QueueMessage::Follow(followed))
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+
+    /// Tells the room this node now leads the log.
+    pub async fn promoted(&self) -> Result<(), Error> {
+        self.mailbox
+            .send(QueueMessage::Promoted)
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+
     /// Tells the room the user paid (call once the payment is durable): the entry
     /// completes. Waits for room in the mailbox however long it takes, since the payment
     /// happened and its queue side must not be dropped, and then until the room has
@@ -165,12 +197,14 @@ impl QueueHandle {
 impl Gated for QueueMessage {
     /// Joining and leaving change the room and are refused; the room's bookkeeping of
     /// holds and payments is dropped (nobody waits for it); a poll is still answered
-    /// (polls are never logged).
-    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self> {
+    /// (polls are never logged), and a follower applies what the leader logged.
+    fn refuse_mutation(self, batch: &mut Batch, why: Error) -> Option<Self> {
         match self {
-            QueueMessage::Join { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            QueueMessage::Leave { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            poll @ QueueMessage::Poll { .. } => return Some(poll),
+            QueueMessage::Join { reply, .. } => batch.reply(reply, Err(why.clone())),
+            QueueMessage::Leave { reply, .. } => batch.reply(reply, Err(why.clone())),
+            read @ (QueueMessage::Poll { .. }
+            | QueueMessage::Follow(_)
+            | QueueMessage::Promoted) => return Some(read),
             QueueMessage::NoteHold { .. }
             | QueueMessage::ReleaseHold { .. }
             | QueueMessage::Complete { .. } => {}
@@ -207,7 +241,9 @@ impl QueueActor {
                 if let Some(message) = self.deps.journal.admit(message, &mut batch) {
                     self.handle(message, now, &mut batch);
                 }
-                self.publish(user);
+                if let Some(user) = user {
+                    self.publish(user);
+                }
                 self.advance(now, &mut batch);
             }
             self.deps.view.show_waiting(self.state.waiting_len());
@@ -243,7 +279,13 @@ impl QueueActor {
 
     /// Adds an event to the batch and shows its effect in the view.
     fn log(&mut self, event: QueueEvent, batch: &mut Batch) {
-        match &event {
+        self.show(&event);
+        batch.push(Event::Queue(self.concert_id(), event));
+    }
+
+    /// Shows an event's effect in the view.
+    fn show(&self, event: &QueueEvent) {
+        match event {
             QueueEvent::SoldOut { .. } => self.deps.view.clear(),
             QueueEvent::Reopened { .. } => {}
             QueueEvent::Joined { user, .. }
@@ -254,7 +296,6 @@ impl QueueActor {
             | QueueEvent::HoldNoted { user, .. }
             | QueueEvent::HoldReleased { user, .. } => self.publish(*user),
         }
-        batch.push(Event::Queue(self.concert_id(), event));
     }
 
     fn handle(&mut self, message: QueueMessage, now: Timestamp, batch: &mut Batch) {
@@ -308,6 +349,14 @@ impl QueueActor {
                 // The payer may have stopped waiting; that is fine.
                 let _ = done.send(());
             }
+            QueueMessage::Follow(Followed::Event(event)) => {
+                self.state.replay(&event);
+                self.show(&event);
+            }
+            QueueMessage::Follow(Followed::Payment(payment)) => {
+                self.state.replay_payment(&payment);
+            }
+            QueueMessage::Promoted => self.state.refresh_idle(now),
         }
     }
 }

@@ -60,6 +60,18 @@ enum WalletMessage {
         reason: RefundReason,
         reply: Reply<Refund>,
     },
+    /// What the leader of a replicated log logged for this shard (on a follower).
+    Follow(Followed),
+}
+
+/// A logged record a follower's wallet shard applies.
+pub enum Followed {
+    /// A charge.
+    Event(WalletEvent),
+    /// A payment by one of its users.
+    Payment(Payment),
+    /// A refund to one of its users.
+    Refund(Refund),
 }
 
 /// The way to one wallet shard.
@@ -107,6 +119,15 @@ impl WalletHandle {
             reply,
         })
         .await
+    }
+
+    /// Applies what the leader of a replicated log logged for this shard (on a
+    /// follower), after everything sent before. Waits for room in the mailbox.
+    pub async fn follow(&self, followed: Followed) -> Result<(), Error> {
+        self.mailbox
+            .send(WalletMessage::Follow(followed))
+            .await
+            .map_err(|_| Error::Unavailable)
     }
 
     /// The user's balance.
@@ -200,6 +221,11 @@ impl WalletActor {
                 let result = self.charge(user, amount, key, now, batch);
                 batch.reply(reply, result);
             }
+            WalletMessage::Follow(followed) => match followed {
+                Followed::Event(event) => self.shard.replay(&event),
+                Followed::Payment(payment) => self.shard.replay_payment(&payment),
+                Followed::Refund(refund) => self.shard.replay_refund(&refund),
+            },
             WalletMessage::Balance { user, reply } => {
                 batch.reply(reply, Ok(self.shard.balance(user)))
             }
@@ -360,13 +386,16 @@ impl WalletActor {
 }
 
 impl Gated for WalletMessage {
-    /// Charges and payments change the wallet; balances and ledgers are still read.
-    fn refuse_mutation(self, batch: &mut Batch) -> Option<Self> {
+    /// Charges and payments change the wallet; balances and ledgers are still read,
+    /// and a follower applies what the leader logged.
+    fn refuse_mutation(self, batch: &mut Batch, why: Error) -> Option<Self> {
         match self {
-            WalletMessage::Charge { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            WalletMessage::Pay { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            WalletMessage::Refund { reply, .. } => batch.reply(reply, Err(Error::Unavailable)),
-            read @ (WalletMessage::Balance { .. } | WalletMessage::Transactions { .. }) => {
+            WalletMessage::Charge { reply, .. } => batch.reply(reply, Err(why.clone())),
+            WalletMessage::Pay { reply, .. } => batch.reply(reply, Err(why.clone())),
+            WalletMessage::Refund { reply, .. } => batch.reply(reply, Err(why.clone())),
+            read @ (WalletMessage::Balance { .. }
+            | WalletMessage::Transactions { .. }
+            | WalletMessage::Follow(_)) => {
                 return Some(read);
             }
         }

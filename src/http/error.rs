@@ -151,6 +151,11 @@ impl From<Error> for ApiError {
                 "OVERLOADED",
                 "too many requests are waiting; try again shortly",
             ),
+            Error::NotLeader => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_LEADER",
+                "this node does not lead the log now; try again shortly",
+            ),
             Error::Unavailable => {
                 tracing::error!("an engine component is unavailable");
                 Self::new(

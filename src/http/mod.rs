@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod demo;
 pub mod error;
 pub mod events;
@@ -64,6 +65,8 @@ pub struct AppState {
     /// Whether this is a demo start (neither secret configured): only then are demo
     /// tokens handed out.
     pub demo: bool,
+    /// The node's standing, in cluster mode (`--log nats://...`).
+    pub cluster: Option<cluster::ClusterView>,
 }
 
 /// The observation layer's settings and series.
@@ -103,6 +106,10 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::route_writes,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
         // Compresses what the client accepts, except event streams (the default
         // predicate leaves `text/event-stream` alone, so streams are never buffered),

@@ -3,8 +3,8 @@
 //! ranges of unsigned integers, which the annotations cannot state.
 
 use super::{
-    admin, catalog, demo, events, metrics, ops, overview, queue, reservations, seatmap, tickets,
-    wallet,
+    admin, catalog, cluster, demo, events, metrics, ops, overview, queue, reservations, seatmap,
+    tickets, wallet,
 };
 use crate::domain::Rules;
 use crate::domain::catalog::NAME_PATTERN;
@@ -28,7 +28,7 @@ use utoipa::{Modify, OpenApi};
         tickets::list, tickets::check_in,
         admin::pause, admin::resume, admin::cancel, admin::date_sales, admin::concert_sales,
         admin::date_reservations, admin::user_reservations,
-        ops::health, metrics::metrics, overview::overview,
+        ops::health, cluster::ready, metrics::metrics, overview::overview,
         demo::token,
     ),
     modifiers(&Security),

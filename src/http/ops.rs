@@ -15,6 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub fn router(rules: &Rules) -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
+        .route("/health/ready", get(super::cluster::ready))
         .route("/metrics", get(super::metrics::metrics))
         .merge(SwaggerUi::new("/docs").url("/api-docs/openapi.json", openapi::document(rules)))
 }

@@ -75,6 +75,8 @@ pub trait Tap: Send + 'static {
 
 enum ToLog {
     Append(Append),
+    /// Events another node appended to a shared log, for the taps.
+    Followed(u64, Arc<[Event]>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -123,6 +125,14 @@ impl LogHandle {
         }
     }
 
+    /// Hands the taps events that another node appended to a shared log (a follower
+    /// of a replicated log); the first has sequence number `first_seq`, and the next
+    /// append here follows them.
+    pub async fn followed(&self, first_seq: u64, events: Arc<[Event]>) {
+        // A stopped driver has no taps left to tell.
+        let _ = self.inbox.send(ToLog::Followed(first_seq, events)).await;
+    }
+
     /// Stops the write path: what is queued is appended, the taps finish (a final
     /// snapshot), and the log is closed. Later appends get [`LogError::Stopped`].
     pub async fn stop(&self) {
@@ -149,6 +159,10 @@ impl Driver {
             loop {
                 match message {
                     ToLog::Append(append) => appends.push(append),
+                    ToLog::Followed(first_seq, events) => {
+                        self.commit(&mut appends);
+                        self.followed(first_seq, &events);
+                    }
                     ToLog::Stop(reply) => stop_reply = Some(reply),
                 }
                 if stop_reply.is_some() || appends.len() >= APPENDS_PER_WRITE_MAX {
@@ -182,6 +196,15 @@ impl Driver {
         if let Some(reply) = stop_reply {
             // The caller may have stopped waiting; that is fine.
             let _ = reply.send(());
+        }
+    }
+
+    /// Passes events another node appended to the taps, in log order.
+    fn followed(&mut self, first_seq: u64, events: &Arc<[Event]>) {
+        assert_eq!(first_seq, self.next_seq, "followed events come in sequence");
+        self.next_seq += events.len() as u64;
+        for tap in &mut self.taps {
+            tap.committed(first_seq, events);
         }
     }
 

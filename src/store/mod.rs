@@ -60,8 +60,10 @@
 
 pub mod file_log;
 pub mod format;
+pub mod leadership;
 pub mod log;
 pub mod metrics;
+pub mod nats_log;
 pub mod reader;
 pub mod recovery;
 pub mod shadow;
@@ -100,6 +102,9 @@ pub enum StoreError {
     /// Another server holds the data directory.
     #[error("{0} is in use by another boxoffice process")]
     Locked(PathBuf),
+    /// The replicated log refused or failed an operation.
+    #[error("replicated log: {0}")]
+    Replicated(String),
 }
 
 impl StoreError {
@@ -159,10 +164,62 @@ pub fn open(
     options: &StoreOptions,
     rules: &Rules,
     metrics: Arc<StoreMetrics>,
-    mut taps: Vec<Box<dyn Tap>>,
+    taps: Vec<Box<dyn Tap>>,
 ) -> Result<Opened, StoreError> {
     let lock = recovery::lock(&options.dir)?;
     let recovered = recovery::recover(&options.dir, rules)?;
+    let next_seq = recovered.image.seq + 1;
+    let file_log =
+        file_log::FileLog::open(&options.dir, options.fsync, next_seq, lock, metrics.clone())?;
+    start(options, rules, metrics, taps, recovered, file_log)
+}
+
+/// Starts `log` after a state recovered elsewhere (a replicated log), with the
+/// snapshot replica writing to the data directory, which it locks.
+pub fn open_with_log(
+    options: &StoreOptions,
+    rules: &Rules,
+    metrics: Arc<StoreMetrics>,
+    taps: Vec<Box<dyn Tap>>,
+    recovered: recovery::Recovered,
+    log: impl log::Log,
+) -> Result<Opened, StoreError> {
+    let lock = Some(recovery::lock(&options.dir)?);
+    start(
+        options,
+        rules,
+        metrics,
+        taps,
+        recovered,
+        Locked { log, lock },
+    )
+}
+
+/// A log that holds the data directory's lock until it closes.
+struct Locked<L> {
+    log: L,
+    lock: Option<std::fs::File>,
+}
+
+impl<L: log::Log> log::Log for Locked<L> {
+    fn append(&mut self, first_seq: u64, appends: &[log::Append]) -> Result<(), StoreError> {
+        self.log.append(first_seq, appends)
+    }
+
+    fn close(&mut self) {
+        self.log.close();
+        self.lock = None;
+    }
+}
+
+fn start(
+    options: &StoreOptions,
+    rules: &Rules,
+    metrics: Arc<StoreMetrics>,
+    mut taps: Vec<Box<dyn Tap>>,
+    recovered: recovery::Recovered,
+    log: impl log::Log,
+) -> Result<Opened, StoreError> {
     let next_seq = recovered.image.seq + 1;
     let replica = Shadow {
         image: recovered.image.clone(),
@@ -177,10 +234,8 @@ pub fn open(
     taps.insert(0, Box::new(shadow_tap));
     let tail = tail::Tail::new(recovered.image.seq);
     taps.push(Box::new(tail::TailTap(tail.clone())));
-    let file_log =
-        file_log::FileLog::open(&options.dir, options.fsync, next_seq, lock, metrics.clone())?;
-    let log = LogHandle::spawn(file_log, next_seq, taps, metrics)
-        .map_err(StoreError::io(&options.dir))?;
+    let log =
+        LogHandle::spawn(log, next_seq, taps, metrics).map_err(StoreError::io(&options.dir))?;
     Ok(Opened {
         image: recovered.image,
         replayed: recovered.replayed,
