@@ -138,7 +138,7 @@ async fn relay(config: OutboxConfig, feed: Feed, status: Arc<OutboxStatus>) {
 async fn session(config: &OutboxConfig, feed: &Feed, status: &OutboxStatus) -> String {
     let client = match async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
-        .connect(config.url.as_str())
+        .connect(config.url.split(',').map(str::trim).collect::<Vec<_>>())
         .await
     {
         Ok(client) => client,

@@ -9,6 +9,7 @@
 mod common;
 
 use common::feed::{concurrent_run, read_all};
+use common::nats::{free_port, nats_or_skip};
 use common::{ADMIN_KEY, Server};
 use serde_json::{Value, json};
 use std::net::TcpStream;
@@ -28,42 +29,6 @@ struct Nats {
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
-}
-
-fn nats_binary() -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/sbin".into(), "/usr/bin".into()]);
-    for dir in candidates {
-        let binary = dir.join("nats-server");
-        if binary.is_file() {
-            return Some(binary);
-        }
-    }
-    None
-}
-
-/// The server binary, or `None` after saying the test is skipped (a failure under CI).
-fn nats_or_skip(test: &str) -> Option<PathBuf> {
-    let binary = nats_binary();
-    if binary.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: nats-server is not installed, and CI must run this test (.ci/run installs it)"
-        );
-        eprintln!("{test}: skipped: nats-server is not installed (apt-get install nats-server)");
-    }
-    binary
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Nats {

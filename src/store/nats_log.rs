@@ -61,6 +61,11 @@ pub struct NatsLogOptions {
 }
 
 impl NatsLogOptions {
+    /// The servers, one URL each.
+    pub fn server_list(&self) -> Vec<&str> {
+        self.urls.split(',').map(str::trim).collect()
+    }
+
     /// The subject the log's messages are published on.
     pub fn subject(&self) -> String {
         format!("{}.log", self.stream)
@@ -87,7 +92,7 @@ pub async fn connect(options: &NatsLogOptions) -> Result<NatsConnection, StoreEr
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
         .retry_on_initial_connect()
-        .connect(options.urls.as_str())
+        .connect(options.server_list())
         .await
         .map_err(|e| nats_error("connecting")(e.to_string()))?;
     let context = jetstream::ContextBuilder::new()

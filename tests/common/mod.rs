@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod feed;
+pub mod nats;
 
 use boxoffice::app;
 use boxoffice::config::Config;
