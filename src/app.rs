@@ -136,10 +136,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     };
     let tickets = Arc::new(TicketKey::new(&ticket_secret));
     let journal = match &clustered {
-        None => Journal::durable(opened.log.clone(), opened.snapshots),
+        None => Journal::durable(opened.log.clone(), opened.snapshots.clone()),
         Some(clustered) => Journal::replicated(
             opened.log.clone(),
-            opened.snapshots,
+            opened.snapshots.clone(),
             clustered.view.leadership.clone(),
         ),
     };
@@ -147,7 +147,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     let (cluster_view, deposed) = match clustered {
         None => (None, None),
         Some(clustered) => {
-            clustered.node.spawn(engine.clone(), opened.log);
+            clustered
+                .node
+                .spawn(engine.clone(), opened.log, opened.snapshots);
             (Some(clustered.view), Some(clustered.deposed))
         }
     };

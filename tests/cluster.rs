@@ -120,15 +120,20 @@ impl NatsCluster {
         urls.join(",")
     }
 
-    /// The node that leads the log stream now.
-    async fn stream_leader(&self) -> usize {
+    /// The log stream's state now.
+    async fn log_stream(&self) -> async_nats::jetstream::stream::Info {
         let urls = self.urls();
         let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
             .await
             .unwrap();
         let context = async_nats::jetstream::new(client);
         let mut stream = context.get_stream("BOXOFFICE_LOG").await.unwrap();
-        let info = stream.info().await.unwrap();
+        stream.info().await.unwrap().clone()
+    }
+
+    /// The node that leads the log stream now.
+    async fn stream_leader(&self) -> usize {
+        let info = self.log_stream().await;
         let leader = info
             .cluster
             .as_ref()
@@ -168,16 +173,31 @@ impl Node {
                 "1000",
             ])
             .args(["--log", nats, "--log-replicas", "3"])
+            .args([
+                "--max-seats-per-user",
+                "1000",
+                "--snapshot-interval-secs",
+                "1",
+            ])
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(self.log_file())
+            .stderr(self.log_file())
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// The node's log (kept across its restarts), told when the test fails.
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("node.log"))
+            .unwrap()
     }
 
     fn pid(&self) -> i32 {
@@ -200,6 +220,12 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("async_nats")).collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("--- node {} ---\n{}", self.base(), tail.join("\n"));
+        }
     }
 }
 
@@ -579,11 +605,23 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
         !acked.charges.is_empty() && !acked.payments.is_empty(),
         "the load did something"
     );
+    // The leader keeps snapshots in object storage and trims the log behind them, and
+    // a node with an empty disk starts from them.
+    let trimmed = nats.lock().await.log_stream().await.state.first_sequence;
+    assert!(trimmed > 1, "the log stream was never trimmed");
+    let mut fresh = Node {
+        port: free_port(),
+        dir: tempfile::tempdir().unwrap(),
+        child: None,
+    };
+    fresh.start(&urls);
+    nodes.push(fresh);
+    let bases: Vec<String> = nodes.iter().map(Node::base).collect();
     // Every node, once caught up, holds every acknowledged action.
     let leading = leader(&nodes).await;
     let end = ready(&bases[leading]).await.unwrap()["appliedSeq"].clone();
     for base in &bases {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while ready(base).await.map(|r| r["appliedSeq"].clone()) != Some(end.clone()) {
             assert!(Instant::now() < deadline, "{base} did not catch up");
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -26,17 +26,23 @@
 //! the role and the lag.
 
 pub mod lease;
+pub mod snapshots;
 
-use crate::domain::{Event, Rules};
+use crate::domain::{Event, Image, Rules};
 use crate::engine::Engine;
 use crate::store::leadership::Leadership;
 use crate::store::log::{LogHandle, Tap};
 use crate::store::nats_log::{self, LogMessage, LogReader, NatsConnection, NatsLog, PublishError};
+use crate::store::shadow::SnapshotHandle;
 use crate::store::{self, StoreError, StoreMetrics, StoreOptions};
 use lease::{Holder, Lease, Look};
+use snapshots::Snapshots;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Attempts, half a second apart, to read the snapshot and the log at start.
+const START_ATTEMPTS: u32 = 60;
 
 /// How long a follower waits for the next message before it looks at the lease.
 const FOLLOW_WAIT: Duration = lease::WATCH_EVERY;
@@ -44,6 +50,8 @@ const FOLLOW_WAIT: Duration = lease::WATCH_EVERY;
 /// A node's part in the cluster, once its state is replayed.
 pub struct Node {
     connection: NatsConnection,
+    bucket: Arc<Snapshots>,
+    store_options: StoreOptions,
     leadership: Arc<Leadership>,
     reader: LogReader,
     lease: Lease,
@@ -82,36 +90,27 @@ pub async fn open(
     taps: Vec<Box<dyn Tap>>,
 ) -> Result<Opened, StoreError> {
     let connection = nats_log::connect(&options.log).await?;
-    let leadership = Arc::new(Leadership::default());
-    let mut reader = LogReader::open(&connection, 0).await?;
-    let mut image = crate::domain::Image::empty(rules);
-    let end = reader.end().await?;
-    let mut replayed = 0;
-    while leadership.log_position() < end {
-        let message = reader
-            .next(Duration::from_secs(10))
-            .await?
-            .ok_or_else(|| StoreError::Replicated("the log stream stopped answering".into()))?;
-        check_sequence(&leadership, &message)?;
-        for (seq, event) in (message.first_seq..).zip(&message.events) {
-            image.apply(seq, event, rules);
+    let mut attempts = 0;
+    let start = loop {
+        match replay(&connection, options, rules).await {
+            Ok(start) => break start,
+            // Right after a NATS server died, its streams elect new leaders.
+            Err(e) if attempts < START_ATTEMPTS => {
+                attempts += 1;
+                tracing::info!("{e}; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
         }
-        replayed += message.events.len() as u64;
-        mark_read(&leadership, &message);
-    }
-    let node_name = format!("{}#{}", options.advertise_url, uuid::Uuid::new_v4());
-    let me = Holder {
-        url: options.advertise_url.clone(),
-        node: node_name,
     };
-    let lease = Lease::open(
-        &connection.context,
-        &options.log.stream,
-        options.log.replicas,
-        me,
-    )
-    .await
-    .map_err(StoreError::Replicated)?;
+    let Start {
+        leadership,
+        bucket,
+        image,
+        replayed,
+        reader,
+        lease,
+    } = start;
     let log = NatsLog::new(
         connection.clone(),
         leadership.clone(),
@@ -122,6 +121,8 @@ pub async fn open(
     let (deposed, deposed_rx) = watch::channel(false);
     let node = Node {
         connection,
+        bucket: Arc::new(bucket),
+        store_options: store_options.clone(),
         leadership: leadership.clone(),
         reader,
         lease,
@@ -136,16 +137,89 @@ pub async fn open(
     })
 }
 
-/// A message must carry the next events in sequence (a fence carries none).
-fn check_sequence(leadership: &Leadership, message: &LogMessage) -> Result<(), StoreError> {
+/// What a node starts from.
+struct Start {
+    leadership: Arc<Leadership>,
+    bucket: Snapshots,
+    image: Image,
+    replayed: u64,
+    reader: LogReader,
+    lease: Lease,
+}
+
+/// Loads the newest snapshot and replays the log after it, up to the log's end now.
+async fn replay(
+    connection: &NatsConnection,
+    options: &ClusterOptions,
+    rules: &Rules,
+) -> Result<Start, StoreError> {
+    let stream = &options.log.stream;
+    let replicas = options.log.replicas;
+    let leadership = Arc::new(Leadership::default());
+    let bucket = Snapshots::open(&connection.context, stream, replicas)
+        .await
+        .map_err(StoreError::Replicated)?;
+    let (mut image, floor) = match bucket.newest().await.map_err(StoreError::Replicated)? {
+        Some((mut image, floor)) => {
+            image.set_rules(rules);
+            (image, floor)
+        }
+        None => (Image::empty(rules), 0),
+    };
+    leadership.set_applied(image.seq);
+    let mut reader = LogReader::open(connection, floor.saturating_sub(1)).await?;
+    let end = reader.end().await?;
+    let mut replayed = 0;
+    while leadership.log_position() < end {
+        let message = reader
+            .next(Duration::from_secs(10))
+            .await?
+            .ok_or_else(|| StoreError::Replicated("the log stream stopped answering".into()))?;
+        let (first_seq, events) = unapplied(&leadership, message)?;
+        for (seq, event) in (first_seq..).zip(&events) {
+            image.apply(seq, event, rules);
+        }
+        replayed += events.len() as u64;
+    }
+    let me = Holder {
+        url: options.advertise_url.clone(),
+        node: format!("{}#{}", options.advertise_url, uuid::Uuid::new_v4()),
+    };
+    let lease = Lease::open(&connection.context, stream, replicas, me)
+        .await
+        .map_err(StoreError::Replicated)?;
+    Ok(Start {
+        leadership,
+        bucket,
+        image,
+        replayed,
+        reader,
+        lease,
+    })
+}
+
+/// The events of a message this node has not applied yet, with the first one's
+/// sequence number, and notes that the message is read. A message wholly before them
+/// (in the part of the log a snapshot covers) gives none; a message that starts past
+/// the next event (the log was purged past this node) is an error.
+fn unapplied(
+    leadership: &Leadership,
+    message: LogMessage,
+) -> Result<(u64, Vec<Event>), StoreError> {
     let next = leadership.applied() + 1;
-    if message.first_seq != next {
+    if message.first_seq > next {
         return Err(StoreError::Replicated(format!(
-            "log message {} starts at event {}, expected {next}",
+            "log message {} starts at event {}, but this node needs event {next} first",
             message.stream_seq, message.first_seq
         )));
     }
-    Ok(())
+    let known = usize::try_from(next - message.first_seq).unwrap_or(usize::MAX);
+    let events: Vec<Event> = message.events.into_iter().skip(known).collect();
+    if !events.is_empty() {
+        leadership.set_applied(next + events.len() as u64 - 1);
+    }
+    leadership.set_log_position(message.stream_seq);
+    Ok((next, events))
 }
 
 /// Applies a message's events to the engine and hands them to the log's taps.
@@ -155,34 +229,26 @@ async fn apply(
     log: &LogHandle,
     message: LogMessage,
 ) -> Result<(), StoreError> {
-    check_sequence(leadership, &message)?;
-    mark_read(leadership, &message);
-    if message.events.is_empty() {
+    let (first_seq, events) = unapplied(leadership, message)?;
+    if events.is_empty() {
         return Ok(());
     }
-    let events: Arc<[Event]> = message.events.into();
+    let events: Arc<[Event]> = events.into();
     engine
         .follow(&events)
         .await
         .map_err(|e| StoreError::Replicated(format!("applying the log: {e}")))?;
-    log.followed(message.first_seq, events).await;
+    log.followed(first_seq, events).await;
     Ok(())
-}
-
-fn mark_read(leadership: &Leadership, message: &LogMessage) {
-    if let Some(count) = message.events.len().checked_sub(1) {
-        leadership.set_applied(message.first_seq + count as u64);
-    }
-    leadership.set_log_position(message.stream_seq);
 }
 
 impl Node {
     /// Runs the node: follows until it leads, leads until deposed.
-    pub fn spawn(self, engine: Arc<Engine>, log: LogHandle) {
-        tokio::spawn(self.run(engine, log));
+    pub fn spawn(self, engine: Arc<Engine>, log: LogHandle, snapshots: SnapshotHandle) {
+        tokio::spawn(self.run(engine, log, snapshots));
     }
 
-    async fn run(mut self, engine: Arc<Engine>, log: LogHandle) {
+    async fn run(mut self, engine: Arc<Engine>, log: LogHandle, snapshots: SnapshotHandle) {
         let epoch = match self.follow(&engine, &log).await {
             Ok(epoch) => epoch,
             Err(e) => {
@@ -192,7 +258,15 @@ impl Node {
             }
         };
         tracing::info!(epoch, "leading the log");
+        let keeper = tokio::spawn(keep_snapshots(
+            self.bucket.clone(),
+            snapshots,
+            self.leadership.clone(),
+            self.connection.clone(),
+            self.store_options.clone(),
+        ));
         self.lead(&engine, &log, epoch).await;
+        keeper.abort();
         let _ = self.deposed.send(true);
     }
 
@@ -294,4 +368,72 @@ impl Node {
         }
         self.leadership.step_down();
     }
+}
+
+/// The leader's snapshots: one every snapshot interval, or sooner after enough
+/// events, uploaded to the bucket, and the log stream purged behind the older kept
+/// one (see [`snapshots`]).
+async fn keep_snapshots(
+    bucket: Arc<Snapshots>,
+    replica: SnapshotHandle,
+    leadership: Arc<Leadership>,
+    connection: NatsConnection,
+    options: StoreOptions,
+) {
+    let mut uploaded = leadership.applied();
+    let mut at = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let fresh = leadership.applied() - uploaded;
+        let due = fresh >= options.snapshot_every_events
+            || (fresh > 0 && at.elapsed() >= options.snapshot_interval);
+        if !due {
+            continue;
+        }
+        at = tokio::time::Instant::now();
+        match upload_snapshot(&bucket, &replica, &leadership, &connection, &options).await {
+            Ok(seq) => uploaded = seq,
+            Err(e) => tracing::warn!("snapshot to object storage: {e}"),
+        }
+    }
+}
+
+/// Takes a snapshot, uploads it, and purges the stream below the oldest kept one's
+/// floor; answers the snapshot's last event.
+async fn upload_snapshot(
+    bucket: &Snapshots,
+    replica: &SnapshotHandle,
+    leadership: &Leadership,
+    connection: &NatsConnection,
+    options: &StoreOptions,
+) -> Result<u64, String> {
+    // Every message before this position reached the replica before the request.
+    let floor = leadership.log_position();
+    let seq = replica
+        .snapshot()
+        .await
+        .map_err(|e| format!("taking a snapshot: {e}"))?;
+    let path = options.dir.join(store::snapshot::file_name(seq));
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let keep_floor = bucket.upload(seq, floor, &bytes).await?;
+    if keep_floor > 1 {
+        let stream = connection
+            .context
+            .get_stream(&connection.options.stream)
+            .await
+            .map_err(|e| format!("opening the log stream: {e}"))?;
+        stream
+            .purge()
+            .sequence(keep_floor)
+            .await
+            .map_err(|e| format!("trimming the log stream: {e}"))?;
+    }
+    tracing::info!(
+        seq,
+        floor,
+        "snapshot uploaded; the log kept from {keep_floor}"
+    );
+    Ok(seq)
 }
