@@ -16,12 +16,10 @@
 
 mod common;
 
-use common::nats::{free_port, nats_or_skip};
+use common::nats::{NatsCluster, Node, nats_or_skip};
 use common::{ADMIN_KEY, JWT_SECRET};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,199 +32,28 @@ const SEATS_PER_ROW: u32 = 50;
 /// How soon the surviving node must take writes after the leader dies.
 const FAILOVER_MAX: Duration = Duration::from_secs(10);
 
-/// One `nats-server` of the cluster.
-struct NatsNode {
-    port: u16,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl NatsNode {
-    fn start(&mut self, binary: &Path) {
-        let child = Command::new(binary)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Three `nats-server -js` clustered on loopback ports, each with its own store.
-struct NatsCluster {
-    binary: PathBuf,
-    nodes: Vec<NatsNode>,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsCluster {
-    fn start(binary: PathBuf) -> NatsCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let routes: Vec<String> = ports
-            .iter()
-            .map(|(_, route)| format!("nats://127.0.0.1:{route}"))
-            .collect();
-        let mut nodes = Vec::new();
-        for (i, (port, route)) in ports.iter().enumerate() {
-            let store = dir.path().join(format!("n{i}"));
-            let args = vec![
-                "-js".into(),
-                "-a".into(),
-                "127.0.0.1".into(),
-                "-p".into(),
-                port.to_string(),
-                "-n".into(),
-                format!("n{i}"),
-                "-sd".into(),
-                store.display().to_string(),
-                "--cluster_name".into(),
-                "boxoffice".into(),
-                "--cluster".into(),
-                format!("nats://127.0.0.1:{route}"),
-                "--routes".into(),
-                routes.join(","),
-            ];
-            let mut node = NatsNode {
-                port: *port,
-                args,
-                child: None,
-            };
-            node.start(&binary);
-            nodes.push(node);
-        }
-        NatsCluster {
-            binary,
-            nodes,
-            _dir: dir,
-        }
-    }
-
-    fn urls(&self) -> String {
-        let urls: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("nats://127.0.0.1:{}", n.port))
-            .collect();
-        urls.join(",")
-    }
-
-    /// The log stream's state now.
-    async fn log_stream(&self) -> async_nats::jetstream::stream::Info {
-        let urls = self.urls();
-        let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
-            .await
-            .unwrap();
-        let context = async_nats::jetstream::new(client);
-        let mut stream = context.get_stream("BOXOFFICE_LOG").await.unwrap();
-        stream.info().await.unwrap().clone()
-    }
-
-    /// The node that leads the log stream now.
-    async fn stream_leader(&self) -> usize {
-        let info = self.log_stream().await;
-        let leader = info
-            .cluster
-            .as_ref()
-            .and_then(|c| c.leader.clone())
-            .expect("the stream has a leader");
-        leader.trim_start_matches('n').parse().unwrap()
-    }
-}
-
-impl Drop for NatsCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            node.kill();
-        }
-    }
-}
-
-/// A boxoffice node: the real binary with `--log nats://...`.
-struct Node {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self, nats: &str) {
-        let child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-            .args(["--admin-key", ADMIN_KEY, "--jwt-secret", JWT_SECRET])
-            .args([
-                "--ticket-secret",
-                TICKET_SECRET,
-                "--queue-active-max",
-                "1000",
-            ])
-            .args(["--log", nats, "--log-replicas", "3"])
-            .args([
-                "--max-seats-per-user",
-                "1000",
-                "--snapshot-interval-secs",
-                "1",
-            ])
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(self.log_file())
-            .stderr(self.log_file())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// The node's log (kept across its restarts), told when the test fails.
-    fn log_file(&self) -> std::fs::File {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("node.log"))
-            .unwrap()
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.pid(), signal) };
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("async_nats")).collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            eprintln!("--- node {} ---\n{}", self.base(), tail.join("\n"));
-        }
-    }
+/// A node of this test: the real binary on the cluster's log, with 3 replicas and a
+/// snapshot every second.
+fn node(nats: &str) -> Node {
+    let args = [
+        "--admin-key",
+        ADMIN_KEY,
+        "--jwt-secret",
+        JWT_SECRET,
+        "--ticket-secret",
+        TICKET_SECRET,
+        "--queue-active-max",
+        "1000",
+        "--max-seats-per-user",
+        "1000",
+        "--snapshot-interval-secs",
+        "1",
+        "--log",
+        nats,
+        "--log-replicas",
+        "3",
+    ];
+    Node::new(args.iter().map(|a| a.to_string()).collect())
 }
 
 fn http() -> reqwest::Client {
@@ -255,7 +82,7 @@ async fn leader(nodes: &[Node]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         for (i, node) in nodes.iter().enumerate() {
-            if node.child.is_some()
+            if node.is_running()
                 && let Some(ready) = ready(&node.base()).await
                 && ready["role"] == "leader"
             {
@@ -490,15 +317,9 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
     };
     let nats = Arc::new(Mutex::new(NatsCluster::start(binary)));
     let urls = nats.lock().await.urls();
-    let mut nodes: Vec<Node> = (0..2)
-        .map(|_| Node {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        })
-        .collect();
+    let mut nodes: Vec<Node> = (0..2).map(|_| node(&urls)).collect();
     for node in &mut nodes {
-        node.start(&urls);
+        node.start();
     }
     let bases: Vec<String> = nodes.iter().map(Node::base).collect();
     let first = leader(&nodes).await;
@@ -544,7 +365,7 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
         let took = writes_resume(&others, killed).await;
         eprintln!("round {round}: writes resumed {took:?} after the leader was killed");
         failovers.push(took);
-        nodes[dead].start(&urls);
+        nodes[dead].start();
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     for took in &failovers {
@@ -609,12 +430,8 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
     // a node with an empty disk starts from them.
     let trimmed = nats.lock().await.log_stream().await.state.first_sequence;
     assert!(trimmed > 1, "the log stream was never trimmed");
-    let mut fresh = Node {
-        port: free_port(),
-        dir: tempfile::tempdir().unwrap(),
-        child: None,
-    };
-    fresh.start(&urls);
+    let mut fresh = node(&urls);
+    fresh.start();
     nodes.push(fresh);
     let bases: Vec<String> = nodes.iter().map(Node::base).collect();
     // Every node, once caught up, holds every acknowledged action.
