@@ -14,7 +14,7 @@ use crate::engine::journal::Journal;
 use crate::engine::metrics::{EngineMetrics, EventCounter};
 use crate::engine::seatmap::SeatMaps;
 use crate::http::auth::Auth;
-use crate::http::cluster::ClusterView;
+use crate::http::cluster::{ClusterGauges, ClusterView};
 use crate::http::metrics::{HttpMetrics, LiveGauges};
 use crate::http::server::ServeOptions;
 use crate::http::{self, AppState, Observe};
@@ -179,6 +179,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     engine.metrics().register(&mut registry);
     store_metrics.register(&mut registry);
     registry.register_collector(Box::new(LiveGauges::new(engine.clone())));
+    if let Some(cluster) = &cluster_view {
+        let gauges = ClusterGauges(cluster.leadership.clone());
+        registry.register_collector(Box::new(gauges));
+    }
     // A cluster node's data directory holds no log segments: its feed reads the tail.
     let log_dir = cluster_view.is_none().then(|| config.data_dir.clone());
     let feed = Feed::new(opened.tail, log_dir, engine.reservation_index().clone());

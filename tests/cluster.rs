@@ -444,6 +444,13 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         check_node(base, &acked).await;
+        let metrics = http().get(format!("{base}/metrics")).send().await.unwrap();
+        let metrics = metrics.text().await.unwrap();
+        let role = if *base == bases[leading] { 1 } else { 0 };
+        assert!(
+            metrics.contains(&format!("boxoffice_cluster_leader {role}\n")),
+            "{base} tells its role in /metrics"
+        );
     }
     eprintln!(
         "{} charges, {} holds, {} payments acknowledged; failovers {failovers:?}; NATS leader loss paused writes {pause:?}",

@@ -128,7 +128,8 @@ impl Lease {
                     .map_err(|e| format!("the lease's value: {e}"))?;
                 match self.seen {
                     Some((revision, since)) if revision == entry.revision => {
-                        if since.elapsed() < TTL || holder == self.me {
+                        // Our own name, unrenewed: a take that lapsed before it led.
+                        if since.elapsed() < TTL {
                             return Ok(Look::Held(holder));
                         }
                         self.store

@@ -319,6 +319,12 @@ impl Node {
                     None => {}
                 }
             }
+            // Catching up took time: renew before writing the fence.
+            match self.lease.renew().await {
+                Ok(Some(until)) => self.leadership.extend_lease(until),
+                Ok(None) => return Ok(false),
+                Err(e) => tracing::warn!("{e}"),
+            }
             let applied = self.leadership.applied();
             let fence = nats_log::encode(applied + 1, &[] as &[&Event]);
             let written = nats_log::publish(

@@ -15,6 +15,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -25,6 +28,38 @@ pub struct ClusterView {
     pub leadership: Arc<Leadership>,
     /// Where this node takes requests, as clients reach it.
     pub advertise_url: String,
+}
+
+/// The node's role and lag in `/metrics`, read at scrape time.
+#[derive(Debug)]
+pub struct ClusterGauges(pub Arc<Leadership>);
+
+impl Collector for ClusterGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let leadership = &self.0;
+        let gauges = [
+            (
+                "boxoffice_cluster_leader",
+                "1 while this node leads the replicated log and takes writes",
+                i64::from(leadership.may_write()),
+            ),
+            (
+                "boxoffice_cluster_lag_events",
+                "Logged events this node has not applied yet",
+                i64::try_from(leadership.lag()).unwrap_or(i64::MAX),
+            ),
+            (
+                "boxoffice_cluster_applied_seq",
+                "The last logged event this node has applied",
+                i64::try_from(leadership.applied()).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
 }
 
 fn is_write(method: &Method) -> bool {
