@@ -140,7 +140,8 @@ async fn write(
 /// What clients were told succeeded.
 #[derive(Default)]
 struct Acknowledged {
-    charges: HashMap<String, (u64, u64)>,
+    /// Charge id → (user, idempotency key).
+    charges: HashMap<String, (u64, String)>,
     holds: HashMap<String, u64>,
     payments: HashMap<String, (u64, String)>,
 }
@@ -175,7 +176,7 @@ async fn shop(
         .await
         {
             let id = body["chargeId"].as_str().unwrap().to_owned();
-            acked.lock().await.charges.insert(id, (user, 1000));
+            acked.lock().await.charges.insert(id, (user, key));
         }
         let seat = rand::random_range(1..=u64::from(SEAT_ROWS * SEATS_PER_ROW));
         let hold = json!({"dateId": date, "seatIds": [seat]});
@@ -399,11 +400,11 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
     }
     nodes[stalled].signal(libc::SIGCONT);
     // Whatever it answers from now on, it acknowledges no write.
-    let token = token(USERS + 2);
+    let stalled_token = token(USERS + 2);
     for _ in 0..20 {
         let answer = http()
             .post(format!("{}/api/v1/wallet/charges", bases[stalled]))
-            .bearer_auth(&token)
+            .bearer_auth(&stalled_token)
             .json(&json!({"amount": 7}))
             .send()
             .await;
@@ -451,6 +452,22 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
             metrics.contains(&format!("boxoffice_cluster_leader {role}\n")),
             "{base} tells its role in /metrics"
         );
+    }
+    // Idempotency keys survived every failover: a charge sent again with its key is
+    // answered with the charge it made, and charges nothing more.
+    let leading = leader(&nodes).await;
+    for (id, (user, key)) in acked.charges.iter().take(20) {
+        let again = write(
+            &bases[leading..=leading],
+            reqwest::Method::POST,
+            "/api/v1/wallet/charges",
+            &token(*user),
+            json!({"amount": 1000}),
+            Some(key),
+        )
+        .await;
+        let (_, body) = again.expect("the leader answers");
+        assert_eq!(body["chargeId"], json!(id), "charge {key} made again");
     }
     eprintln!(
         "{} charges, {} holds, {} payments acknowledged; failovers {failovers:?}; NATS leader loss paused writes {pause:?}",

@@ -443,3 +443,42 @@ async fn upload_snapshot(
     );
     Ok(seq)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::wallet::{Charge, WalletEvent};
+    use crate::domain::{ChargeId, UserId, Won};
+
+    fn message(stream_seq: u64, first_seq: u64, count: usize) -> LogMessage {
+        let event = Event::Wallet(WalletEvent::Charged(Charge {
+            id: ChargeId(uuid::Uuid::from_u128(1)),
+            user: UserId(1),
+            amount: Won(1),
+            balance_after: Won(1),
+            at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            idempotency_key: None,
+        }));
+        LogMessage {
+            stream_seq,
+            first_seq,
+            events: vec![event; count],
+        }
+    }
+
+    #[test]
+    fn a_snapshot_s_events_are_skipped_and_a_gap_is_refused() {
+        let leadership = Leadership::default();
+        leadership.set_applied(5);
+        let (first, events) = unapplied(&leadership, message(3, 2, 3)).unwrap();
+        assert_eq!((first, events.len()), (6, 0), "wholly in the snapshot");
+        let (first, events) = unapplied(&leadership, message(4, 5, 3)).unwrap();
+        assert_eq!((first, events.len()), (6, 2), "straddles the snapshot");
+        assert_eq!(leadership.applied(), 7);
+        assert_eq!(leadership.log_position(), 4);
+        let (first, events) = unapplied(&leadership, message(5, 8, 0)).unwrap();
+        assert_eq!((first, events.len()), (8, 0), "a fence");
+        assert_eq!(leadership.log_position(), 5);
+        assert!(unapplied(&leadership, message(7, 10, 1)).is_err(), "a gap");
+    }
+}
