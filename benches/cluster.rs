@@ -33,9 +33,9 @@ use boxoffice::app;
 use boxoffice::config::Config;
 use boxoffice::engine::clock::SystemClock;
 use clap::Parser;
-use nats::{NatsCluster, Node};
+use nats::{NatsCluster, Node, client as http, ready};
 use sale::{Target, flash_sale, setup};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -99,24 +99,6 @@ fn start_server(users: u64, log: Option<(String, &str, u8)>) -> (String, tempfil
         });
     });
     (format!("http://{address}"), dir)
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-async fn ready(http: &reqwest::Client, base: &str) -> Option<Value> {
-    http.get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
 }
 
 /// Waits until the node at `base` answers as `role`.
@@ -243,24 +225,11 @@ impl LagSampler {
 
 /// Kills the leader of two real nodes `--kills` times; prints how long writes paused.
 async fn failovers(args: &Args, urls: &str, http: &reqwest::Client) {
-    let node_args: Vec<String> = [
-        "--admin-key",
-        ADMIN_KEY,
-        "--jwt-secret",
-        JWT_SECRET,
-        "--ticket-secret",
-        TICKET_SECRET,
-        "--log",
-        urls,
-        "--log-stream",
-        "BENCH_FAILOVER",
-        "--log-replicas",
-        "3",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    let mut nodes: Vec<Node> = (0..2).map(|_| Node::new(node_args.clone())).collect();
+    let secrets = [ADMIN_KEY, JWT_SECRET, TICKET_SECRET];
+    let extra = ["--log-stream", "BENCH_FAILOVER", "--log-replicas", "3"];
+    let mut nodes: Vec<Node> = (0..2)
+        .map(|_| Node::on_log(urls, secrets, &extra))
+        .collect();
     for node in &mut nodes {
         node.start();
     }

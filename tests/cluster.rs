@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::nats::{NatsCluster, Node, nats_or_skip};
+use common::nats::{self, NatsCluster, Node, client as http, nats_or_skip};
 use common::{ADMIN_KEY, JWT_SECRET};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -35,33 +35,17 @@ const FAILOVER_MAX: Duration = Duration::from_secs(10);
 /// A node of this test: the real binary on the cluster's log, with 3 replicas and a
 /// snapshot every second.
 fn node(nats: &str) -> Node {
-    let args = [
-        "--admin-key",
-        ADMIN_KEY,
-        "--jwt-secret",
-        JWT_SECRET,
-        "--ticket-secret",
-        TICKET_SECRET,
+    let extra = [
         "--queue-active-max",
         "1000",
         "--max-seats-per-user",
         "1000",
         "--snapshot-interval-secs",
         "1",
-        "--log",
-        nats,
         "--log-replicas",
         "3",
     ];
-    Node::new(args.iter().map(|a| a.to_string()).collect())
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
+    Node::on_log(nats, [ADMIN_KEY, JWT_SECRET, TICKET_SECRET], &extra)
 }
 
 fn token(user: u64) -> String {
@@ -69,12 +53,7 @@ fn token(user: u64) -> String {
 }
 
 async fn ready(base: &str) -> Option<Value> {
-    let answer = http()
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .ok()?;
-    answer.json().await.ok()
+    nats::ready(&http(), base).await
 }
 
 /// Waits until some node leads; answers its index.

@@ -9,7 +9,7 @@
 mod common;
 
 use common::feed::{concurrent_run, read_all};
-use common::nats::{free_port, nats_or_skip};
+use common::nats::{NatsNode, free_port, nats_or_skip};
 use common::{ADMIN_KEY, Server};
 use serde_json::{Value, json};
 use std::net::TcpStream;
@@ -26,47 +26,37 @@ const CATCH_UP: Duration = Duration::from_secs(30);
 /// A `nats-server -js` on a loopback port; killed when dropped.
 struct Nats {
     binary: PathBuf,
-    port: u16,
-    store: tempfile::TempDir,
-    child: Option<Child>,
+    server: NatsNode,
+    _store: tempfile::TempDir,
 }
 
 impl Nats {
     fn start(binary: PathBuf) -> Nats {
+        let store = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let args = ["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain([store.path().display().to_string()])
+            .collect();
         let mut nats = Nats {
             binary,
-            port: free_port(),
-            store: tempfile::tempdir().unwrap(),
-            child: None,
+            server: NatsNode::new(port, args),
+            _store: store,
         };
         nats.restart();
         nats
     }
 
     fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.server.port())
     }
 
     /// Starts (again) on the same port and store, and waits until it takes connections.
     fn restart(&mut self) {
-        let child = Command::new(&self.binary)
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
+        self.server.start(&self.binary);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.server.port())).is_err() {
             assert!(Instant::now() < deadline, "nats-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -74,16 +64,7 @@ impl Nats {
 
     /// SIGKILL.
     fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.kill();
     }
 }
 

@@ -103,29 +103,25 @@ pub async fn open(
             Err(e) => return Err(e),
         }
     };
-    let Start {
-        leadership,
-        bucket,
-        image,
-        replayed,
-        reader,
-        lease,
-    } = start;
     let log = NatsLog::new(
         connection.clone(),
-        leadership.clone(),
+        start.leadership.clone(),
         tokio::runtime::Handle::current(),
     );
-    let recovered = store::recovery::Recovered { image, replayed };
+    let recovered = store::recovery::Recovered {
+        image: start.image,
+        replayed: start.replayed,
+    };
     let store = store::open_with_log(store_options, rules, metrics, taps, recovered, log)?;
     let (deposed, deposed_rx) = watch::channel(false);
+    let leadership = start.leadership;
     let node = Node {
         connection,
-        bucket: Arc::new(bucket),
+        bucket: Arc::new(start.bucket),
         store_options: store_options.clone(),
         leadership: leadership.clone(),
-        reader,
-        lease,
+        reader: start.reader,
+        lease: start.lease,
         own_url: options.advertise_url.clone(),
         deposed,
     };

@@ -51,6 +51,20 @@ pub struct NatsNode {
 }
 
 impl NatsNode {
+    /// A server on `port` with these arguments, not started yet.
+    pub fn new(port: u16, args: Vec<String>) -> NatsNode {
+        NatsNode {
+            port,
+            args,
+            child: None,
+        }
+    }
+
+    /// Its client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts (again) with the same port and store.
     pub fn start(&mut self, binary: &Path) {
         let child = Command::new(binary)
@@ -158,6 +172,12 @@ impl NatsCluster {
     }
 }
 
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Drop for NatsCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
@@ -185,6 +205,22 @@ impl Node {
             args,
             child: None,
         }
+    }
+
+    /// A cluster node on the log at `nats` (`--log`), with the admin key, JWT secret
+    /// and ticket secret every node of a cluster shares, and `extra` arguments.
+    pub fn on_log(nats: &str, [admin, jwt, tickets]: [&str; 3], extra: &[&str]) -> Node {
+        let shared = [
+            "--log",
+            nats,
+            "--admin-key",
+            admin,
+            "--jwt-secret",
+            jwt,
+            "--ticket-secret",
+            tickets,
+        ];
+        Node::new(shared.iter().chain(extra).map(|a| a.to_string()).collect())
     }
 
     /// `http://127.0.0.1:{port}`.
@@ -247,4 +283,20 @@ impl Drop for Node {
             eprintln!("--- node {} ---\n{}", self.base(), tail.join("\n"));
         }
     }
+}
+
+/// A client that does not follow redirects (a follower's 307 is looked at, not
+/// followed: it would drop the Authorization header across ports).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// A node's `/health/ready`, if it answers.
+pub async fn ready(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
+    let answer = http.get(format!("{base}/health/ready")).send().await.ok()?;
+    answer.json().await.ok()
 }
