@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 /// The API document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "boxoffice", description = "Concert seat sales: waiting rooms, seat holds, wallet and payments. The web page is served at `/`. Streams a browser opens with `EventSource` (which cannot send an Authorization header): the seat map stream is public; the queue entry stream is opened with a 60-second ticket from `POST /api/v1/concerts/{concertId}/queue/stream-ticket`, which opens that stream only."),
+    info(title = "boxoffice", description = "Concert seat sales: waiting rooms, seat holds, wallet and payments. The web page is served at `/`. Streams a browser opens with `EventSource` (which cannot send an Authorization header): the seat map stream is public; the queue entry stream is opened with a 60-second ticket from `POST /api/v1/concerts/{concertId}/queue/stream-ticket`, which opens that stream only. In cluster mode (`--log nats://...`) one node leads and takes writes: a write (`POST`, `PUT`, `PATCH`, `DELETE`) sent to a follower is answered 307 with `Location` on the leader and a problem+json `NOT_LEADER` body, or 503 `NOT_LEADER` with `Retry-After` while no leader is known; `GET /health/ready` tells a node's role."),
     paths(
         catalog::create_concert, catalog::list_concerts, catalog::get_concert, catalog::list_dates,
         catalog::get_date, catalog::list_seats,
