@@ -444,6 +444,20 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         check_node(base, &acked).await;
+        if *base != bases[leading] {
+            // A waiting-room entry is kept alive by its reads: the leader answers them.
+            let entry = http()
+                .get(format!("{base}/api/v1/concerts/{concert_id}/queue"))
+                .bearer_auth(token(1))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                entry.status(),
+                307,
+                "a follower sends entry reads to the leader"
+            );
+        }
         assert_eq!(
             shown(base, concert_id, date_id).await,
             shown(&bases[leading], concert_id, date_id).await,

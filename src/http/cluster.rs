@@ -4,7 +4,9 @@
 //! A follower answers every `POST`, `PUT`, `PATCH` and `DELETE` with 307 and a
 //! `Location` on the leader's advertised URL (same path and query: a client that
 //! follows redirects sends the request again there, body and all), and a
-//! problem+json `NOT_LEADER` body for clients that do not. While no leader is known
+//! problem+json `NOT_LEADER` body for clients that do not. A waiting-room entry and its
+//! stream are reads that keep the entry alive, which only the leader's room records,
+//! so they go to the leader too. While no leader is known
 //! (an election), or this node has just lost the lease itself, it answers 503
 //! `NOT_LEADER` with `Retry-After`. Reads are served wherever they arrive.
 
@@ -62,8 +64,13 @@ impl Collector for ClusterGauges {
     }
 }
 
-fn is_write(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+/// Whether only the leader may answer: writes, and reads of a waiting-room entry
+/// (which keep it alive).
+fn leader_only(method: &Method, path: &str) -> bool {
+    let write = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let entry = path.starts_with("/api/v1/concerts/")
+        && (path.ends_with("/queue") || path.ends_with("/queue/stream"));
+    write || entry
 }
 
 /// Sends writes that reach a node that does not lead elsewhere (see the module docs).
@@ -71,7 +78,7 @@ pub async fn route_writes(State(state): State<AppState>, request: Request, next:
     let Some(cluster) = &state.cluster else {
         return next.run(request).await;
     };
-    if !is_write(request.method()) || cluster.leadership.may_write() {
+    if !leader_only(request.method(), request.uri().path()) || cluster.leadership.may_write() {
         return next.run(request).await;
     }
     let leader = cluster
@@ -149,4 +156,23 @@ pub async fn ready(State(state): State<AppState>) -> Json<Readiness> {
             leader_url: None,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_waiting_room_entries_go_to_the_leader() {
+        assert!(leader_only(&Method::POST, "/api/v1/wallet/charges"));
+        assert!(leader_only(&Method::DELETE, "/api/v1/reservations/x"));
+        assert!(leader_only(&Method::GET, "/api/v1/concerts/1/queue"));
+        assert!(leader_only(&Method::GET, "/api/v1/concerts/1/queue/stream"));
+        assert!(!leader_only(
+            &Method::GET,
+            "/api/v1/concerts/1/dates/2/seats"
+        ));
+        assert!(!leader_only(&Method::GET, "/api/v1/wallet"));
+        assert!(!leader_only(&Method::HEAD, "/api/v1/reservations"));
+    }
 }
