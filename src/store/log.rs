@@ -9,8 +9,12 @@
 //!
 //! - [`Log`] is the small interface a log implements: make these numbered events
 //!   durable after everything before them, or fail. [`super::file_log::FileLog`]
-//!   (segments on local disk, one write and one fdatasync per call) is today's one
-//!   implementation; a replicated log implements the same call.
+//!   (segments on local disk, one write and one fdatasync per call) is the default;
+//!   [`super::nats_log::NatsLog`] (one NATS JetStream message per call, fenced by
+//!   expected sequence) is the replicated one.
+//! - A follower of a replicated log appends nothing: the events other nodes logged
+//!   reach the taps through [`LogHandle::followed`], in log order, and the next append
+//!   (once it leads) follows them.
 //! - [`Tap`] follows durable events in log order: the snapshot replica
 //!   ([`super::shadow`]) is one. A tap must keep up or buffer; it is called on the
 //!   driver's thread.
