@@ -81,6 +81,18 @@ pub struct EventMessage {
     data: String,
 }
 
+/// One Server-Sent Events message of the other streams (the seat map, a queue entry),
+/// as their schemas describe it: what `data` holds depends on `event`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamMessage {
+    /// The cursor, on streams that can be resumed (the seat map's).
+    id: Option<String>,
+    /// The message's kind (`map`, `change`; `entry`, `gone`).
+    event: String,
+    /// Its JSON.
+    data: String,
+}
+
 /// A page of the feed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventPage {

@@ -192,7 +192,7 @@ pub struct StreamQuery {
 #[utoipa::path(get, path = "/api/v1/concerts/{concertId}/queue/stream", tag = "queue",
     params(("concertId" = u64, Path, description = "The concert's id"), StreamQuery),
     responses(
-        (status = 200, description = "`text/event-stream`: `event: entry` with `data:` a QueueEntryBody, first at once and then whenever it changes (the entry is looked at every second, which keeps a waiting entry alive); `event: gone` (`data:` a problem) if the user is not in the queue; the stream ends after a final status", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "`text/event-stream`: `event: entry` with `data:` a QueueEntryBody, first at once and then whenever it changes (the entry is looked at every second, which keeps a waiting entry alive); `event: gone` (`data:` a problem) if the user is not in the queue; the stream ends after a final status", body = super::events::StreamMessage, content_type = "text/event-stream"),
         (status = 400, description = "INVALID_REQUEST (no ticket)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "UNAUTHORIZED (a bad or expired ticket, or one for another stream)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND", body = Problem, content_type = "application/problem+json"),

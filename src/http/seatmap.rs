@@ -202,7 +202,7 @@ pub async fn seatmap(
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor; one that is unknown, too old or no cursor at all starts again with the whole map"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`: `event: map` with `data:` a compact map (as `/seatmap`), then `event: change` with `data:` a SeatChangeBody; each with `id: <cursor>`; `: heartbeat` comments every 15 s", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "`text/event-stream`: `event: map` with `data:` a compact map (as `/seatmap`), then `event: change` with `data:` a SeatChangeBody; each with `id: <cursor>`; `: heartbeat` comments every 15 s", body = super::events::StreamMessage, content_type = "text/event-stream"),
         (status = 404, description = "CONCERT_NOT_FOUND or DATE_NOT_FOUND", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn stream(
