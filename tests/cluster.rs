@@ -241,6 +241,31 @@ async fn shown(base: &str, concert: u64, date: u64) -> Value {
     json!({"seats": seats, "users": users})
 }
 
+/// A follower serves the event feed and the live seat map from what it follows.
+async fn follower_streams(base: &str, concert: u64, date: u64) {
+    let page = get(base, "/api/v1/admin/events?limit=10", None).await;
+    assert!(
+        !page["events"].as_array().unwrap().is_empty(),
+        "{base} serves the feed"
+    );
+    let path = format!("{base}/api/v1/concerts/{concert}/dates/{date}/seats/stream");
+    let mut stream = reqwest::Client::new().get(path).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+            .await
+            .expect("the seat map comes at once")
+            .unwrap()
+            .expect("the stream stays open");
+        first.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        first.contains("event: map"),
+        "{base} streams the seat map: {first}"
+    );
+}
+
 /// Checks one node's state against what clients were told.
 async fn check_node(base: &str, acked: &Acknowledged) {
     let mut live_seats = HashSet::new();
@@ -434,6 +459,25 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
     fresh.start();
     nodes.push(fresh);
     let bases: Vec<String> = nodes.iter().map(Node::base).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready(&bases[2]).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the node from a snapshot did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One more write once every node runs, so every feed has something to show.
+    let late = write(
+        &bases,
+        reqwest::Method::POST,
+        "/api/v1/wallet/charges",
+        &token(USERS + 3),
+        json!({"amount": 3}),
+        None,
+    )
+    .await;
+    assert!(matches!(late, Some((200, _))), "a last write: {late:?}");
     // Every node, once caught up, holds every acknowledged action.
     let leading = leader(&nodes).await;
     let end = ready(&bases[leading]).await.unwrap()["appliedSeq"].clone();
@@ -457,6 +501,7 @@ async fn acknowledged_actions_survive_leader_and_nats_failures() {
                 307,
                 "a follower sends entry reads to the leader"
             );
+            follower_streams(base, concert_id, date_id).await;
         }
         assert_eq!(
             shown(base, concert_id, date_id).await,

@@ -170,7 +170,11 @@ impl Feed {
                 return Ok(oldest);
             }
         }
-        Ok(self.durable_seq() + 1)
+        // Without files (a cluster node): as far back as memory reaches.
+        Ok(self
+            .tail
+            .oldest_seq()
+            .unwrap_or_else(|| self.durable_seq() + 1))
     }
 
     /// Records from `seq` on (at most up to `durable`): from memory when the tail

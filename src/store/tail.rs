@@ -49,6 +49,11 @@ impl Tail {
         self.durable.subscribe()
     }
 
+    /// The oldest record it holds, if any.
+    pub fn oldest_seq(&self) -> Option<u64> {
+        self.batches.lock().list.front().map(|(first, _)| *first)
+    }
+
     /// Records from `seq` on, up to `max` of them (at least the whole batch holding
     /// `seq`), each with its sequence number; `None` if the tail no longer (or not yet)
     /// holds `seq` and it is not past the end.
@@ -135,8 +140,10 @@ mod tests {
             "nothing durable past the end"
         );
         assert_eq!(tail.since(5, 100), None, "before the tail: read the files");
+        assert_eq!(tail.oldest_seq(), None);
         let mut tap = TailTap(tail.clone());
         tap.committed(11, &batch(3));
+        assert_eq!(tail.oldest_seq(), Some(11));
         tap.committed(14, &batch(2));
         assert_eq!(tail.durable_seq(), 15);
         let seqs =
@@ -156,6 +163,7 @@ mod tests {
         }
         let first_kept = 1 + 2 * size as u64;
         assert_eq!(tail.since(first_kept - 1, 1), None);
+        assert_eq!(tail.oldest_seq(), Some(first_kept));
         assert_eq!(tail.since(first_kept, 1).unwrap()[0].0, first_kept);
         assert_eq!(tail.durable_seq(), 6 * size as u64);
     }
