@@ -65,9 +65,13 @@ const REPLAY_EVENTS: u64 = 1_000_000;
 /// Seats of the snapshot's date.
 const VENUE_SEATS: u32 = 1_000_000;
 /// Users that hold in the hold benchmark, each 4 seats, one per call.
-const HOLD_USERS: u64 = 4_000;
-/// Concurrent callers in the hold benchmark.
-const HOLD_CALLERS: u64 = 64;
+const HOLD_USERS: u64 = 65_536;
+/// Concurrent callers in the hold benchmark (and of the bare actor hop beside it).
+const HOLD_CALLERS: u64 = 1024;
+/// Calls each caller makes to the bare actor.
+const HOPS_PER_CALLER: u64 = 1_000;
+/// Users with a live 4-seat reservation in the memory measurement.
+const RESTING_USERS: u64 = 250_000;
 /// The price of every seat.
 const PRICE: u64 = 100;
 
@@ -92,6 +96,9 @@ fn main() {
     }
     if runs("hold") {
         runtime.block_on(bench_hold());
+    }
+    if runs("memory") {
+        runtime.block_on(bench_memory());
     }
 }
 
@@ -726,8 +733,8 @@ async fn bench_hold() {
         HOLD_USERS * 4
     );
     println!(
-        "{:<15}{:>10}{:>9}{:>9}{:>9}",
-        "journal", "holds/s", "p50 ms", "p99 ms", "max ms"
+        "{:<15}{:>10}{:>9}{:>9}{:>9}{:>12}",
+        "journal", "holds/s", "p50 ms", "p99 ms", "max ms", "× bare hop"
     );
     let mut rates = Vec::new();
     for mode in [
@@ -736,26 +743,38 @@ async fn bench_hold() {
         Journaling::Log(FsyncPolicy::Always),
     ] {
         let mut runs = Vec::new();
+        let mut hops = Vec::new();
         for _ in 0..REPETITIONS {
+            hops.push(bare_hops_per_sec().await);
             runs.push(hold_run(mode).await);
         }
         let run = median(runs, |r| r.holds_per_sec);
+        let hop = median(hops, |h| *h);
         let name = match mode {
             Journaling::Memory => "in memory".to_owned(),
             Journaling::Log(f) => format!("fsync {}", format!("{f:?}").to_lowercase()),
         };
         let quantile = |q| run.latency.value_at_quantile(q) as f64 / 1e3;
         println!(
-            "{:<15}{:>10.0}{:>9.2}{:>9.2}{:>9.2}",
+            "{:<15}{:>10.0}{:>9.2}{:>9.2}{:>9.2}{:>12.2}",
             name,
             run.holds_per_sec,
             quantile(0.5),
             quantile(0.99),
-            run.latency.max() as f64 / 1e3
+            run.latency.max() as f64 / 1e3,
+            run.holds_per_sec / hop,
         );
-        rates.push((run.holds_per_sec, quantile(0.5)));
+        rates.push((run.holds_per_sec, quantile(0.5), hop));
     }
     let (never, always) = (rates[1], rates[2]);
+    println!(
+        "    bare actor hop ({HOLD_CALLERS} callers, reply on a oneshot), median of the runs beside each journal: {}",
+        rates
+            .iter()
+            .map(|r| format!("{:.0}", r.2))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "    fsync always / fsync never: {:.2}× the holds/s, {:.1}× the p50 latency",
         always.0 / never.0,
@@ -763,49 +782,68 @@ async fn bench_hold() {
     );
 }
 
+/// The pattern every actor follows, bare: one task takes messages from a bounded
+/// mailbox (the engine's size, in batches as the actors take them) and replies to each
+/// on a oneshot; [`HOLD_CALLERS`] tasks call it at once. Answers calls per second.
+async fn bare_hops_per_sec() -> f64 {
+    let (to, mut inbox) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<u64>>(
+        boxoffice::config::MAILBOX_LEN,
+    );
+    let actor = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(boxoffice::engine::mailbox::BATCH_LEN_MAX);
+        let mut served = 0;
+        while inbox
+            .recv_many(&mut batch, boxoffice::engine::mailbox::BATCH_LEN_MAX)
+            .await
+            > 0
+        {
+            for reply in batch.drain(..) {
+                served += 1;
+                let _ = reply.send(served);
+            }
+        }
+    });
+    let started = Instant::now();
+    let callers: Vec<_> = (0..HOLD_CALLERS)
+        .map(|_| {
+            let to = to.clone();
+            tokio::spawn(async move {
+                for _ in 0..HOPS_PER_CALLER {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    to.send(reply).await.expect("the actor runs");
+                    answer.await.expect("the actor answers");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.expect("a caller runs to the end");
+    }
+    let elapsed = started.elapsed();
+    drop(to);
+    actor.await.expect("the actor stops");
+    (HOLD_CALLERS * HOPS_PER_CALLER) as f64 / elapsed.as_secs_f64()
+}
+
 async fn hold_run(mode: Journaling) -> HoldRun {
     let config = Config {
         queue_active_max: HOLD_USERS as u32,
+        max_seats_per_date: 10_000_000,
         ..Config::default()
     };
     let rules = config.rules();
     let dir = data_dir();
-    let clock = Arc::new(SystemClock);
-    let engine = match mode {
-        Journaling::Memory => Engine::in_memory(rules, clock),
-        Journaling::Log(fsync) => {
-            let opened = store::open(
-                &options(dir.path(), fsync),
-                &rules,
-                Arc::default(),
-                Vec::new(),
-            )
-            .expect("opens");
-            let journal = Journal::durable(opened.log, opened.snapshots);
-            Engine::start(rules, clock, journal, opened.image, Arc::default())
-        }
-    };
-    let spec = ConcertSpec {
-        title: "Flash sale".into(),
-        venue: "Olympic Hall".into(),
-        dates: vec![DateSpec {
-            starts_at: start() + chrono::Duration::days(30),
-            sections: vec![SectionSpec {
-                name: "A".into(),
-                rows: 20,
-                seats_per_row: 1000,
-                price: PRICE as i64,
-            }],
-        }],
-    };
+    let engine = start_engine(mode, rules, dir.path());
+    let spec = flash_sale_spec(HOLD_USERS * 4);
     let concert = engine.create_concert(spec).await.expect("created");
     let date = concert.dates[0].view.date.id;
-    for joined in on_callers(|c| join_users(engine.clone(), concert.concert.id, c)).await {
+    let concert_id = concert.concert.id;
+    for joined in on_callers(|c| join_users(engine.clone(), concert_id, c, HOLD_USERS)).await {
         joined.expect("admitted");
     }
     let started = Instant::now();
     let mut latency = new_histogram();
-    for held in on_callers(|c| hold_seats(engine.clone(), date, c)).await {
+    for held in on_callers(|c| hold_seats(engine.clone(), date, c, HOLD_USERS)).await {
         latency.add(held.expect("held")).expect("same bounds");
     }
     let elapsed = started.elapsed();
@@ -813,6 +851,37 @@ async fn hold_run(mode: Journaling) -> HoldRun {
     HoldRun {
         holds_per_sec: latency.len() as f64 / elapsed.as_secs_f64(),
         latency,
+    }
+}
+
+/// An engine journaling as `mode`, in `dir` when durable.
+fn start_engine(mode: Journaling, rules: Rules, dir: &Path) -> Arc<Engine> {
+    let clock = Arc::new(SystemClock);
+    match mode {
+        Journaling::Memory => Engine::in_memory(rules, clock),
+        Journaling::Log(fsync) => {
+            let opened = store::open(&options(dir, fsync), &rules, Arc::default(), Vec::new())
+                .expect("opens");
+            let journal = Journal::durable(opened.log, opened.snapshots);
+            Engine::start(rules, clock, journal, opened.image, Arc::default())
+        }
+    }
+}
+
+/// One concert of one date of `seats` seats (whole rows of 1000) at one price.
+fn flash_sale_spec(seats: u64) -> ConcertSpec {
+    ConcertSpec {
+        title: "Flash sale".into(),
+        venue: "Olympic Hall".into(),
+        dates: vec![DateSpec {
+            starts_at: start() + chrono::Duration::days(30),
+            sections: vec![SectionSpec {
+                name: "A".into(),
+                rows: seats.div_ceil(1000) as u32,
+                seats_per_row: 1000,
+                price: PRICE as i64,
+            }],
+        }],
     }
 }
 
@@ -829,9 +898,9 @@ where
         .collect()
 }
 
-/// The users this caller acts for.
-fn users_of(caller: u64) -> impl Iterator<Item = UserId> {
-    (caller..HOLD_USERS)
+/// The users this caller acts for, of `users`.
+fn users_of(caller: u64, users: u64) -> impl Iterator<Item = UserId> {
+    (caller..users)
         .step_by(HOLD_CALLERS as usize)
         .map(|u| UserId(u + 1))
 }
@@ -840,8 +909,9 @@ async fn join_users(
     engine: Arc<Engine>,
     concert: ConcertId,
     caller: u64,
+    users: u64,
 ) -> Result<Histogram<u64>, String> {
-    for user in users_of(caller) {
+    for user in users_of(caller, users) {
         let (entry, _) = engine
             .join_queue(concert, user)
             .await
@@ -853,14 +923,33 @@ async fn join_users(
     Ok(new_histogram())
 }
 
+/// Each of the caller's users holds four seats of their own in one call.
+async fn hold_four(
+    engine: Arc<Engine>,
+    date: DateId,
+    caller: u64,
+    users: u64,
+) -> Result<Histogram<u64>, String> {
+    for user in users_of(caller, users) {
+        let first = (user.0 as u32 - 1) * 4 + 1;
+        let seats = (first..first + 4).map(SeatId).collect();
+        engine
+            .hold(user, date, seats)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(new_histogram())
+}
+
 /// Each of the caller's users holds four seats of their own, one call each.
 async fn hold_seats(
     engine: Arc<Engine>,
     date: DateId,
     caller: u64,
+    users: u64,
 ) -> Result<Histogram<u64>, String> {
     let mut latency = new_histogram();
-    for user in users_of(caller) {
+    for user in users_of(caller, users) {
         for k in 0..4u32 {
             let seat = SeatId((user.0 as u32 - 1) * 4 + k + 1);
             let sent = Instant::now();
@@ -872,4 +961,66 @@ async fn hold_seats(
         }
     }
     Ok(latency)
+}
+
+// ---------------------------------------------------------------------------------
+// (e) Memory at rest.
+
+/// What a date costs in memory while nothing happens: the growth of this process's
+/// resident set (durable engine with its snapshot replica, `--fsync never`) when a
+/// date of [`VENUE_SEATS`] seats is created (per free seat), and when
+/// [`RESTING_USERS`] admitted users then hold 4 seats each (per live reservation; the
+/// users joined the room before the first reading).
+async fn bench_memory() {
+    println!(
+        "\n(e) memory at rest: resident set growth, durable engine, a date of {VENUE_SEATS} seats"
+    );
+    let config = Config {
+        queue_active_max: RESTING_USERS as u32,
+        max_seats_per_date: VENUE_SEATS,
+        ..Config::default()
+    };
+    let rules = config.rules();
+    let dir = data_dir();
+    let engine = start_engine(Journaling::Log(FsyncPolicy::Never), rules, dir.path());
+    let before = settled_rss().await;
+    let concert = engine
+        .create_concert(flash_sale_spec(u64::from(VENUE_SEATS)))
+        .await
+        .expect("created");
+    let (concert_id, date) = (concert.concert.id, concert.dates[0].view.date.id);
+    drop(concert);
+    let created = settled_rss().await;
+    for joined in on_callers(|c| join_users(engine.clone(), concert_id, c, RESTING_USERS)).await {
+        joined.expect("admitted");
+    }
+    let joined = settled_rss().await;
+    for held in on_callers(|c| hold_four(engine.clone(), date, c, RESTING_USERS)).await {
+        held.expect("held");
+    }
+    let held = settled_rss().await;
+    println!(
+        "    per free seat: {:.1} bytes ({:.1} MB for the date)",
+        (created - before) as f64 / f64::from(VENUE_SEATS),
+        (created - before) as f64 / 1e6
+    );
+    println!(
+        "    per live 4-seat reservation: {:.0} bytes ({RESTING_USERS} reservations, {:.1} MB)",
+        (held - joined) as f64 / RESTING_USERS as f64,
+        (held - joined) as f64 / 1e6
+    );
+    engine.journal().stop().await;
+}
+
+/// This process's resident set in bytes, once the replica has had time to apply
+/// what was just committed.
+async fn settled_rss() -> u64 {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc is there");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS is listed");
+    kib * 1024
 }
