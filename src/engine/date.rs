@@ -18,6 +18,7 @@
 //! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
 
 use super::clock::Clock;
+use super::ids;
 use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::{DateView, ReservationIndex};
@@ -273,7 +274,7 @@ impl DateActor {
                 let command = Hold {
                     user,
                     seats,
-                    reservation_id: ReservationId(uuid::Uuid::new_v4()),
+                    reservation_id: ReservationId(ids::fresh()),
                 };
                 let result = self.state.hold(command, now).map(|event| {
                     self.publish(&event);
