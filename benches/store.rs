@@ -56,6 +56,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// The allocator the binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs of each measurement; the median is reported.
 const REPETITIONS: usize = 3;
 /// How long each log writer run submits.
