@@ -217,8 +217,11 @@ pub struct RefundCommand {
 /// What happened on a date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DateEvent {
-    /// Seats were held.
-    SeatsHeld(Reservation),
+    /// Seats were held. The reservation is shared: the date's state, the reservation
+    /// index, the snapshot replica and the log's tail hold this one copy until one of
+    /// them changes it (copy on write), so a hold is neither copied per follower nor
+    /// stored once each.
+    SeatsHeld(Arc<Reservation>),
     /// A holder released a live hold.
     HoldCancelled {
         /// The reservation.
@@ -348,7 +351,7 @@ pub struct DateState {
     #[serde(skip)]
     rules: DateRules,
     seats: Vec<Seat>,
-    reservations: HashMap<ReservationId, Reservation>,
+    reservations: HashMap<ReservationId, Arc<Reservation>>,
     seats_by_user: HashMap<UserId, u32>,
     #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
     deadlines: BTreeSet<(Timestamp, ReservationId)>,
@@ -458,11 +461,16 @@ impl DateState {
 
     /// A reservation by id.
     pub fn reservation(&self, id: ReservationId) -> Option<&Reservation> {
+        self.reservations.get(&id).map(Arc::as_ref)
+    }
+
+    /// A reservation by id, shared (to keep it elsewhere without copying it).
+    pub fn shared_reservation(&self, id: ReservationId) -> Option<&Arc<Reservation>> {
         self.reservations.get(&id)
     }
 
     /// Every reservation, in no particular order.
-    pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
+    pub fn reservations(&self) -> impl Iterator<Item = &Arc<Reservation>> {
         self.reservations.values()
     }
 
@@ -538,7 +546,7 @@ impl DateState {
             refund_id: None,
             admitted: Vec::new(),
         };
-        let event = DateEvent::SeatsHeld(reservation);
+        let event = DateEvent::SeatsHeld(Arc::new(reservation));
         self.replay(&event);
         Ok(event)
     }
@@ -756,10 +764,11 @@ impl DateState {
                 seat_id,
                 at,
             } => {
-                let reservation = self
-                    .reservations
-                    .get_mut(reservation_id)
-                    .expect("an admitted reservation exists");
+                let reservation = Arc::make_mut(
+                    self.reservations
+                        .get_mut(reservation_id)
+                        .expect("an admitted reservation exists"),
+                );
                 assert_eq!(
                     reservation.status,
                     ReservationStatus::Paid,
@@ -779,10 +788,11 @@ impl DateState {
 
     /// Applies the seat side of a refund, live or when recovering.
     pub fn replay_refund(&mut self, refund: &Refund) {
-        let reservation = self
-            .reservations
-            .get_mut(&refund.reservation_id)
-            .expect("a refunded reservation exists");
+        let reservation = Arc::make_mut(
+            self.reservations
+                .get_mut(&refund.reservation_id)
+                .expect("a refunded reservation exists"),
+        );
         assert_eq!(
             reservation.status,
             ReservationStatus::Paid,
@@ -807,10 +817,11 @@ impl DateState {
 
     /// Applies the seat side of a payment, live or when recovering.
     pub fn replay_payment(&mut self, payment: &Payment) {
-        let reservation = self
-            .reservations
-            .get_mut(&payment.reservation_id)
-            .expect("a paid reservation exists");
+        let reservation = Arc::make_mut(
+            self.reservations
+                .get_mut(&payment.reservation_id)
+                .expect("a paid reservation exists"),
+        );
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
@@ -833,7 +844,7 @@ impl DateState {
         );
     }
 
-    fn replay_held(&mut self, reservation: &Reservation) {
+    fn replay_held(&mut self, reservation: &Arc<Reservation>) {
         assert!(
             !self.reservations.contains_key(&reservation.id),
             "reservation ids are unique"
@@ -850,14 +861,15 @@ impl DateState {
         self.deadlines
             .insert((reservation.expires_at, reservation.id));
         self.reservations
-            .insert(reservation.id, reservation.clone());
+            .insert(reservation.id, Arc::clone(reservation));
     }
 
     fn release(&mut self, id: ReservationId, status: ReservationStatus) {
-        let reservation = self
-            .reservations
-            .get_mut(&id)
-            .expect("a released reservation exists");
+        let reservation = Arc::make_mut(
+            self.reservations
+                .get_mut(&id)
+                .expect("a released reservation exists"),
+        );
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
