@@ -136,7 +136,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     });
     // Before the server takes requests: the maps start from the views as they are now.
     let seat_maps = SeatMaps::start(engine.clone(), feed.clone());
-    let state = AppState {
+    let state = AppState::new(http::Handles {
         engine: engine.clone(),
         auth: auth.clone(),
         tickets,
@@ -146,7 +146,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         outbox,
         seat_maps,
         demo,
-    };
+    });
     let router = http::router(state);
     Ok(App {
         router,
