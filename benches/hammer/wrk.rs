@@ -13,7 +13,9 @@
 //!   raised seat limit); every hold is durable before it is answered.
 //!
 //! Each line gives wrk's requests per second, its latency quantiles and the answers by
-//! status (counted by the script), and the ratio to the empty handler's rate.
+//! status (counted by the script), the ratio to the empty handler's rate, and the CPU
+//! time this process (the server: wrk is another) spent per request, which a busy
+//! machine disturbs less than the rate.
 
 use crate::sale::Target;
 use serde_json::{Value, json};
@@ -38,6 +40,7 @@ pub struct Args {
 /// What wrk measured in one phase.
 struct Figures {
     rps: f64,
+    cpu_micros_per_request: f64,
     p50_ms: f64,
     p99_ms: f64,
     statuses: String,
@@ -110,6 +113,7 @@ fn phase(
     std::fs::File::create(path)
         .and_then(|mut f| f.write_all(script.as_bytes()))
         .expect("the script is written");
+    let cpu_before = cpu_time();
     let output = Command::new("wrk")
         .arg(format!("-t{}", args.threads))
         .arg(format!("-c{}", args.connections))
@@ -119,14 +123,21 @@ fn phase(
         .arg(url)
         .output()
         .expect("wrk runs (apt-get install wrk)");
+    let cpu = cpu_time() - cpu_before;
     let printed = String::from_utf8_lossy(&output.stdout);
-    let figures = parse(&printed);
+    let mut figures = parse(&printed);
+    figures.cpu_micros_per_request =
+        cpu.as_secs_f64() * 1e6 / (figures.rps * args.duration.as_secs_f64());
     let ratio = yardstick.map_or(String::new(), |y| {
         format!("  ({:.2}x empty)", figures.rps / y.rps)
     });
     println!(
-        "{name:<12} {:>9.0} req/s{ratio}  p50 {:.2} ms  p99 {:.2} ms  statuses {}",
-        figures.rps, figures.p50_ms, figures.p99_ms, figures.statuses
+        "{name:<12} {:>9.0} req/s{ratio}  p50 {:.2} ms  p99 {:.2} ms  server CPU {:.1} µs/req  statuses {}",
+        figures.rps,
+        figures.p50_ms,
+        figures.p99_ms,
+        figures.cpu_micros_per_request,
+        figures.statuses
     );
     figures
 }
@@ -156,10 +167,23 @@ fn parse(printed: &str) -> Figures {
     };
     Figures {
         rps,
+        cpu_micros_per_request: f64::NAN,
         p50_ms: micros("p50") / 1e3,
         p99_ms: micros("p99") / 1e3,
         statuses: line("STATUSES"),
     }
+}
+
+/// The CPU time (user and system) this process has used, all threads.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// How many answers had `status`, from the script's `STATUSES` line.
