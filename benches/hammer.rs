@@ -154,12 +154,13 @@ static EMPTY_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn main() {
     let args = Args::parse();
-    // Spans are real (as in the shipped binary, which logs at info): what a request's
-    // span costs is part of what is measured.
+    // Spans are real (as in the shipped binary, which logs at info, in colour only to
+    // a terminal): what a request's span costs is part of what is measured.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let (base, _dir) = match &args.url {

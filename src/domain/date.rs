@@ -20,11 +20,11 @@
 
 use super::catalog::Layout;
 use super::{
-    ConcertId, DateId, PaymentId, RefundId, Rejection, ReservationId, SeatId, Timestamp, UserId,
-    Won,
+    ConcertId, DateId, IdMap, PaymentId, RefundId, Rejection, ReservationId, SeatId, Timestamp,
+    UserId, Won,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// The limits a date enforces.
@@ -351,8 +351,8 @@ pub struct DateState {
     #[serde(skip)]
     rules: DateRules,
     seats: Vec<Seat>,
-    reservations: HashMap<ReservationId, Arc<Reservation>>,
-    seats_by_user: HashMap<UserId, u32>,
+    reservations: IdMap<ReservationId, Arc<Reservation>>,
+    seats_by_user: IdMap<UserId, u32>,
     #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
     deadlines: BTreeSet<(Timestamp, ReservationId)>,
     counts: SeatCounts,
@@ -379,8 +379,8 @@ impl DateState {
             cancelled_at: None,
             rules,
             seats: vec![Seat::Available; total as usize],
-            reservations: HashMap::new(),
-            seats_by_user: HashMap::new(),
+            reservations: IdMap::default(),
+            seats_by_user: IdMap::default(),
             deadlines: BTreeSet::new(),
             counts: SeatCounts {
                 available: total,

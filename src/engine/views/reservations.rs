@@ -6,13 +6,14 @@
 use crate::domain::date::Reservation;
 use crate::domain::{Rejection, ReservationId, UserId};
 use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
 use std::sync::Arc;
 
 /// Every reservation, for reads and for routing payments.
 #[derive(Default)]
 pub struct ReservationIndex {
-    by_id: DashMap<ReservationId, Arc<Reservation>>,
-    by_user: DashMap<UserId, Vec<ReservationId>>,
+    by_id: DashMap<ReservationId, Arc<Reservation>, FxBuildHasher>,
+    by_user: DashMap<UserId, Vec<ReservationId>, FxBuildHasher>,
 }
 
 impl ReservationIndex {
