@@ -20,11 +20,11 @@
 
 use super::catalog::Layout;
 use super::{
-    ConcertId, DateId, IdMap, PaymentId, RefundId, Rejection, ReservationId, SeatId, Timestamp,
-    UserId, Won,
+    ConcertId, DateId, IdMap, IdSet, PaymentId, RefundId, Rejection, ReservationId, SeatId,
+    Timestamp, UserId, Won,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// The limits a date enforces.
@@ -354,7 +354,7 @@ pub struct DateState {
     reservations: IdMap<ReservationId, Arc<Reservation>>,
     seats_by_user: IdMap<UserId, u32>,
     #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
-    deadlines: BTreeSet<(Timestamp, ReservationId)>,
+    deadlines: Deadlines,
     counts: SeatCounts,
     paused: bool,
     #[serde(with = "crate::domain::time::compact_option")]
@@ -381,7 +381,7 @@ impl DateState {
             seats: vec![Seat::Available; total as usize],
             reservations: IdMap::default(),
             seats_by_user: IdMap::default(),
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::default(),
             counts: SeatCounts {
                 available: total,
                 held: 0,
@@ -394,12 +394,12 @@ impl DateState {
     /// Replaces the limits and rebuilds what a snapshot does not store (after loading one).
     pub fn set_rules(&mut self, rules: DateRules) {
         self.rules = rules;
-        self.deadlines = self
-            .reservations
-            .values()
-            .filter(|r| r.status == ReservationStatus::Held)
-            .map(|r| (r.expires_at, r.id))
-            .collect();
+        self.deadlines = Deadlines::default();
+        for r in self.reservations.values() {
+            if r.status == ReservationStatus::Held {
+                self.deadlines.insert(r.expires_at, r.id);
+            }
+        }
     }
 
     /// The concert the date belongs to.
@@ -476,17 +476,12 @@ impl DateState {
 
     /// The earliest deadline of a live hold.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(at, _)| *at)
+        self.deadlines.first()
     }
 
     /// Records the expiry of every hold whose deadline is at or before `now`.
     pub fn expire_due(&mut self, now: Timestamp) -> Option<DateEvent> {
-        let reservation_ids: Vec<ReservationId> = self
-            .deadlines
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| *id)
-            .collect();
+        let reservation_ids = self.deadlines.due(now);
         if reservation_ids.is_empty() {
             return None;
         }
@@ -691,7 +686,7 @@ impl DateState {
         if self.cancelled_at.is_some() {
             return None;
         }
-        let mut released: Vec<ReservationId> = self.deadlines.iter().map(|(_, id)| *id).collect();
+        let mut released = self.deadlines.all();
         released.sort();
         let event = DateEvent::DateCancelled { released, at: now };
         self.replay(&event);
@@ -834,7 +829,7 @@ impl DateState {
         reservation.status = ReservationStatus::Paid;
         reservation.payment_id = Some(payment.id);
         self.deadlines
-            .remove(&(reservation.expires_at, reservation.id));
+            .remove(reservation.expires_at, reservation.id);
         move_seats(
             &mut self.seats,
             &mut self.counts,
@@ -859,7 +854,7 @@ impl DateState {
         let n = reservation.seats.len() as u32;
         *self.seats_by_user.entry(reservation.user).or_default() += n;
         self.deadlines
-            .insert((reservation.expires_at, reservation.id));
+            .insert(reservation.expires_at, reservation.id);
         self.reservations
             .insert(reservation.id, Arc::clone(reservation));
     }
@@ -876,7 +871,7 @@ impl DateState {
             "only a live hold is released"
         );
         reservation.status = status;
-        self.deadlines.remove(&(reservation.expires_at, id));
+        self.deadlines.remove(reservation.expires_at, id);
         move_seats(
             &mut self.seats,
             &mut self.counts,
@@ -916,6 +911,47 @@ impl DateState {
             self.next_deadline().is_none_or(|deadline| deadline > now),
             "expire_due(now) runs before every command"
         );
+    }
+}
+
+/// The deadlines of the live holds: each deadline (a batch of holds shares one) with
+/// the holds that end then. Grouping them keeps adding and removing a hold a hash-set
+/// operation instead of a search of a tree of every hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Deadlines(BTreeMap<Timestamp, IdSet<ReservationId>>);
+
+impl Deadlines {
+    fn insert(&mut self, at: Timestamp, id: ReservationId) {
+        self.0.entry(at).or_default().insert(id);
+    }
+
+    fn remove(&mut self, at: Timestamp, id: ReservationId) {
+        if let Some(ids) = self.0.get_mut(&at) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.0.remove(&at);
+            }
+        }
+    }
+
+    fn first(&self) -> Option<Timestamp> {
+        self.0.first_key_value().map(|(at, _)| *at)
+    }
+
+    /// The holds ending at or before `now`, by deadline, then id.
+    fn due(&self, now: Timestamp) -> Vec<ReservationId> {
+        let mut due = Vec::new();
+        for ids in self.0.range(..=now).map(|(_, ids)| ids) {
+            let start = due.len();
+            due.extend(ids.iter().copied());
+            due[start..].sort_unstable();
+        }
+        due
+    }
+
+    /// Every live hold, in no particular order.
+    fn all(&self) -> Vec<ReservationId> {
+        self.0.values().flatten().copied().collect()
     }
 }
 

@@ -39,7 +39,7 @@ pub mod wallet;
 mod fenwick;
 
 pub use ids::{
-    ChargeId, ConcertId, DateId, IdMap, PaymentId, RefundId, ReservationId, SeatId, Ticket,
+    ChargeId, ConcertId, DateId, IdMap, IdSet, PaymentId, RefundId, ReservationId, SeatId, Ticket,
     TicketId, UserId, Won,
 };
 pub use image::Image;
