@@ -16,6 +16,10 @@
 //!   win (the run exits non-zero otherwise);
 //! - **flash sale**: every user holds a seat of their own, then pays for it.
 //!
+//! With `--wrk` the timed phases are driven by wrk (`/usr/bin/wrk`, a generator outside
+//! this process; see [`wrk`]): the empty yardstick, one seat, and a durable flash sale of
+//! holds on distinct seats, with wrk's own latency quantiles.
+//!
 //! Expected, on the 2-core machine with this generator sharing the cores: the one-seat
 //! hammer at ≥ 0.75× the empty handler's requests per second (a losing hold is a
 //! token check, two view reads and a 409: no actor round trip, no disk), the durable
@@ -26,6 +30,8 @@
 mod load;
 #[path = "common/sale.rs"]
 mod sale;
+#[path = "hammer/wrk.rs"]
+mod wrk;
 
 use boxoffice::app;
 use boxoffice::config::Config;
@@ -37,6 +43,10 @@ use sale::{Target, flash_sale, setup};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The allocator the binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -75,6 +85,14 @@ struct Args {
     /// `--unobserved`, alternating, in the same run.
     #[arg(long)]
     observability_cost: bool,
+    /// Drive the timed phases with wrk instead of the built-in generator (see
+    /// [`wrk`]): the empty yardstick, one seat, and a flash sale of holds on distinct
+    /// seats; the server must be in-process.
+    #[arg(long)]
+    wrk: bool,
+    /// wrk threads (with --wrk).
+    #[arg(long, default_value_t = 2)]
+    wrk_threads: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -92,6 +110,16 @@ fn start_server(args: &Args, observed: bool) -> (String, tempfile::TempDir) {
         fsync: args.fsync,
         unobserved: !observed,
         ..Config::default()
+    };
+    // wrk's sale holds distinct seats for as long as it runs, each user many.
+    let config = if args.wrk {
+        Config {
+            max_seats_per_user: 10_000,
+            max_seats_per_date: wrk::SALE_SEATS,
+            ..config
+        }
+    } else {
+        config
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -126,12 +154,13 @@ static EMPTY_ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn main() {
     let args = Args::parse();
-    // Spans are real (as in the shipped binary, which logs at info): what a request's
-    // span costs is part of what is measured.
+    // Spans are real (as in the shipped binary, which logs at info, in colour only to
+    // a terminal): what a request's span costs is part of what is measured.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let (base, _dir) = match &args.url {
@@ -179,6 +208,15 @@ async fn run(args: Args, base: String, unobserved: Option<String>) -> bool {
     );
     let duration = Duration::from_secs(args.duration_secs);
     let wants = |mode: &str| args.mode == "all" || args.mode == mode;
+    if args.wrk {
+        let empty = EMPTY_ADDR.get().expect("--wrk needs the in-process server");
+        let wrk_args = wrk::Args {
+            threads: args.wrk_threads,
+            connections: args.connections,
+            duration,
+        };
+        return wrk::run(&target, empty, one_seat_date, args.users, &wrk_args, wants).await;
+    }
     let mut failed = false;
 
     // The yardstick gets the same request as a hold (an authenticated POST with the

@@ -1,7 +1,9 @@
-//! The store's speed: the log writer, replay, snapshots, and what durability costs a
-//! hold. `cargo bench --bench store [-- log replay snapshot hold]` (no names: all four);
-//! about a minute and a half on the 2-core machine. Every figure is the median of
-//! [`REPETITIONS`] runs on a fresh temporary data directory on the real disk.
+//! The store's speed: the log writer, replay, snapshots, what durability costs a hold,
+//! and what a date costs in memory at rest.
+//! `cargo bench --bench store [-- memory log replay snapshot hold]` (no names: all
+//! five); about two minutes on the 2-core machine. Every figure but memory is the
+//! median of [`REPETITIONS`] runs on a fresh temporary data directory on the real disk;
+//! memory is measured first, before the other benchmarks have grown the heap.
 //!
 //! What each figure should be, and why:
 //!
@@ -26,12 +28,21 @@
 //!   them paid) is a few MB and should encode, write (one fsync) and load in tens of
 //!   milliseconds; the sold-out state (250,000 reservations, wallets and queue entries)
 //!   is ~100 MB and should take about a second each way.
-//! - **hold** (`Engine::hold` of one seat, 64 concurrent callers, 16,000 holds). A
-//!   durable hold waits for two commits in turn (the date's `SeatsHeld`, then the
-//!   room's `HoldNoted`), so its latency is about two group commits (p50 ≈ 1–2 ms);
-//!   with 64 callers in flight each fsync is shared by dozens of holds, so durable
-//!   throughput should stay within 2× of `--fsync never` (ratio ≥ 0.5). The in-memory
-//!   journal shows what the actors alone can do.
+//! - **hold** (`Engine::hold` of one seat, [`HOLD_CALLERS`] concurrent callers,
+//!   262,144 holds on one date). Beside each journal's runs the bench measures the bare
+//!   pattern every actor follows: a task taking messages from a bounded mailbox and
+//!   replying on a oneshot, called by as many tasks; the ratio to it is how close one
+//!   actor per date comes to what a tokio actor hop costs on this machine (aim: the
+//!   durable hold at ≥ 0.25× of it). The CPU column is the whole process's CPU time
+//!   per hold, which a shared machine disturbs less than the rate. With 1024 callers
+//!   in flight each fsync is shared by hundreds of holds, so durable throughput should
+//!   stay close to `--fsync never`; the in-memory journal shows what the actors alone
+//!   can do.
+//! - **memory** (a durable engine, `--fsync never`): the growth of the resident set
+//!   when a date of 1,000,000 seats is created, per seat (aim: ≤ 2 bytes per free
+//!   seat), and when 250,000 admitted users then hold 4 seats each, per reservation
+//!   (aim: ≤ 200 bytes). The date's state, its seat view and the snapshot replica's
+//!   copy all count.
 
 use boxoffice::config::Config;
 use boxoffice::domain::Image;
@@ -56,6 +67,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// The allocator the binary uses, so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs of each measurement; the median is reported.
 const REPETITIONS: usize = 3;
 /// How long each log writer run submits.
@@ -65,9 +80,13 @@ const REPLAY_EVENTS: u64 = 1_000_000;
 /// Seats of the snapshot's date.
 const VENUE_SEATS: u32 = 1_000_000;
 /// Users that hold in the hold benchmark, each 4 seats, one per call.
-const HOLD_USERS: u64 = 4_000;
-/// Concurrent callers in the hold benchmark.
-const HOLD_CALLERS: u64 = 64;
+const HOLD_USERS: u64 = 65_536;
+/// Concurrent callers in the hold benchmark (and of the bare actor hop beside it).
+const HOLD_CALLERS: u64 = 1024;
+/// Calls each caller makes to the bare actor.
+const HOPS_PER_CALLER: u64 = 1_000;
+/// Users with a live 4-seat reservation in the memory measurement.
+const RESTING_USERS: u64 = 250_000;
 /// The price of every seat.
 const PRICE: u64 = 100;
 
@@ -81,6 +100,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    // First, while nothing else has grown and freed the heap.
+    if runs("memory") {
+        runtime.block_on(bench_memory());
+    }
     if runs("log") {
         runtime.block_on(bench_log());
     }
@@ -434,12 +457,12 @@ fn hold_events(n: u64) -> Vec<Event> {
     events.extend((1..=seats).map(|seat| {
         Event::Date(
             DateId(1),
-            DateEvent::SeatsHeld(reservation(
+            DateEvent::SeatsHeld(Arc::new(reservation(
                 u64::from(seat),
                 u128::from(seat),
                 vec![SeatId(seat)],
                 at,
-            )),
+            ))),
         )
     }));
     events
@@ -664,7 +687,7 @@ fn venue_image(rules: &Rules, users: u64, paid_every: u64) -> Image {
         let (id, expires_at) = (held.id, held.expires_at);
         apply(
             &mut image,
-            Event::Date(DateId(1), DateEvent::SeatsHeld(held)),
+            Event::Date(DateId(1), DateEvent::SeatsHeld(Arc::new(held))),
         );
         let noted = QueueEvent::HoldNoted {
             user,
@@ -717,6 +740,9 @@ enum Journaling {
 /// What one hold run measured.
 struct HoldRun {
     holds_per_sec: f64,
+    /// CPU time of the whole process per hold, in microseconds (less noisy than the
+    /// rate on a shared machine).
+    cpu_micros_per_hold: f64,
     latency: Histogram<u64>,
 }
 
@@ -726,8 +752,8 @@ async fn bench_hold() {
         HOLD_USERS * 4
     );
     println!(
-        "{:<15}{:>10}{:>9}{:>9}{:>9}",
-        "journal", "holds/s", "p50 ms", "p99 ms", "max ms"
+        "{:<15}{:>10}{:>9}{:>9}{:>9}{:>12}{:>13}",
+        "journal", "holds/s", "p50 ms", "p99 ms", "max ms", "× bare hop", "CPU µs/hold"
     );
     let mut rates = Vec::new();
     for mode in [
@@ -736,26 +762,39 @@ async fn bench_hold() {
         Journaling::Log(FsyncPolicy::Always),
     ] {
         let mut runs = Vec::new();
+        let mut hops = Vec::new();
         for _ in 0..REPETITIONS {
+            hops.push(bare_hops_per_sec().await);
             runs.push(hold_run(mode).await);
         }
         let run = median(runs, |r| r.holds_per_sec);
+        let hop = median(hops, |h| *h);
         let name = match mode {
             Journaling::Memory => "in memory".to_owned(),
             Journaling::Log(f) => format!("fsync {}", format!("{f:?}").to_lowercase()),
         };
         let quantile = |q| run.latency.value_at_quantile(q) as f64 / 1e3;
         println!(
-            "{:<15}{:>10.0}{:>9.2}{:>9.2}{:>9.2}",
+            "{:<15}{:>10.0}{:>9.2}{:>9.2}{:>9.2}{:>12.2}{:>13.2}",
             name,
             run.holds_per_sec,
             quantile(0.5),
             quantile(0.99),
-            run.latency.max() as f64 / 1e3
+            run.latency.max() as f64 / 1e3,
+            run.holds_per_sec / hop,
+            run.cpu_micros_per_hold,
         );
-        rates.push((run.holds_per_sec, quantile(0.5)));
+        rates.push((run.holds_per_sec, quantile(0.5), hop));
     }
     let (never, always) = (rates[1], rates[2]);
+    println!(
+        "    bare actor hop ({HOLD_CALLERS} callers, reply on a oneshot), median of the runs beside each journal: {}",
+        rates
+            .iter()
+            .map(|r| format!("{:.0}", r.2))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!(
         "    fsync always / fsync never: {:.2}× the holds/s, {:.1}× the p50 latency",
         always.0 / never.0,
@@ -763,56 +802,119 @@ async fn bench_hold() {
     );
 }
 
+/// The pattern every actor follows, bare: one task takes messages from a bounded
+/// mailbox (the engine's size, in batches as the actors take them) and replies to each
+/// on a oneshot; [`HOLD_CALLERS`] tasks call it at once. Answers calls per second.
+async fn bare_hops_per_sec() -> f64 {
+    let (to, mut inbox) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<u64>>(
+        boxoffice::config::MAILBOX_LEN,
+    );
+    let actor = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(boxoffice::engine::mailbox::BATCH_LEN_MAX);
+        let mut served = 0;
+        while inbox
+            .recv_many(&mut batch, boxoffice::engine::mailbox::BATCH_LEN_MAX)
+            .await
+            > 0
+        {
+            for reply in batch.drain(..) {
+                served += 1;
+                let _ = reply.send(served);
+            }
+        }
+    });
+    let started = Instant::now();
+    let callers: Vec<_> = (0..HOLD_CALLERS)
+        .map(|_| {
+            let to = to.clone();
+            tokio::spawn(async move {
+                for _ in 0..HOPS_PER_CALLER {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    to.send(reply).await.expect("the actor runs");
+                    answer.await.expect("the actor answers");
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.expect("a caller runs to the end");
+    }
+    let elapsed = started.elapsed();
+    drop(to);
+    actor.await.expect("the actor stops");
+    (HOLD_CALLERS * HOPS_PER_CALLER) as f64 / elapsed.as_secs_f64()
+}
+
 async fn hold_run(mode: Journaling) -> HoldRun {
     let config = Config {
         queue_active_max: HOLD_USERS as u32,
+        max_seats_per_date: 10_000_000,
         ..Config::default()
     };
     let rules = config.rules();
     let dir = data_dir();
+    let engine = start_engine(mode, rules, dir.path());
+    let spec = flash_sale_spec(HOLD_USERS * 4);
+    let concert = engine.create_concert(spec).await.expect("created");
+    let date = concert.dates[0].view.date.id;
+    let concert_id = concert.concert.id;
+    for joined in on_callers(|c| join_users(engine.clone(), concert_id, c, HOLD_USERS)).await {
+        joined.expect("admitted");
+    }
+    let (started, cpu_before) = (Instant::now(), cpu_time());
+    let mut latency = new_histogram();
+    for held in on_callers(|c| hold_seats(engine.clone(), date, c, HOLD_USERS)).await {
+        latency.add(held.expect("held")).expect("same bounds");
+    }
+    let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu_before);
+    engine.journal().stop().await;
+    HoldRun {
+        holds_per_sec: latency.len() as f64 / elapsed.as_secs_f64(),
+        cpu_micros_per_hold: cpu.as_secs_f64() * 1e6 / latency.len() as f64,
+        latency,
+    }
+}
+
+/// The CPU time (user and system) this process has used, all threads.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// An engine journaling as `mode`, in `dir` when durable.
+fn start_engine(mode: Journaling, rules: Rules, dir: &Path) -> Arc<Engine> {
     let clock = Arc::new(SystemClock);
-    let engine = match mode {
+    match mode {
         Journaling::Memory => Engine::in_memory(rules, clock),
         Journaling::Log(fsync) => {
-            let opened = store::open(
-                &options(dir.path(), fsync),
-                &rules,
-                Arc::default(),
-                Vec::new(),
-            )
-            .expect("opens");
+            let opened = store::open(&options(dir, fsync), &rules, Arc::default(), Vec::new())
+                .expect("opens");
             let journal = Journal::durable(opened.log, opened.snapshots);
             Engine::start(rules, clock, journal, opened.image, Arc::default())
         }
-    };
-    let spec = ConcertSpec {
+    }
+}
+
+/// One concert of one date of `seats` seats (whole rows of 1000) at one price.
+fn flash_sale_spec(seats: u64) -> ConcertSpec {
+    ConcertSpec {
         title: "Flash sale".into(),
         venue: "Olympic Hall".into(),
         dates: vec![DateSpec {
             starts_at: start() + chrono::Duration::days(30),
             sections: vec![SectionSpec {
                 name: "A".into(),
-                rows: 20,
+                rows: seats.div_ceil(1000) as u32,
                 seats_per_row: 1000,
                 price: PRICE as i64,
             }],
         }],
-    };
-    let concert = engine.create_concert(spec).await.expect("created");
-    let date = concert.dates[0].view.date.id;
-    for joined in on_callers(|c| join_users(engine.clone(), concert.concert.id, c)).await {
-        joined.expect("admitted");
-    }
-    let started = Instant::now();
-    let mut latency = new_histogram();
-    for held in on_callers(|c| hold_seats(engine.clone(), date, c)).await {
-        latency.add(held.expect("held")).expect("same bounds");
-    }
-    let elapsed = started.elapsed();
-    engine.journal().stop().await;
-    HoldRun {
-        holds_per_sec: latency.len() as f64 / elapsed.as_secs_f64(),
-        latency,
     }
 }
 
@@ -829,9 +931,9 @@ where
         .collect()
 }
 
-/// The users this caller acts for.
-fn users_of(caller: u64) -> impl Iterator<Item = UserId> {
-    (caller..HOLD_USERS)
+/// The users this caller acts for, of `users`.
+fn users_of(caller: u64, users: u64) -> impl Iterator<Item = UserId> {
+    (caller..users)
         .step_by(HOLD_CALLERS as usize)
         .map(|u| UserId(u + 1))
 }
@@ -840,8 +942,9 @@ async fn join_users(
     engine: Arc<Engine>,
     concert: ConcertId,
     caller: u64,
+    users: u64,
 ) -> Result<Histogram<u64>, String> {
-    for user in users_of(caller) {
+    for user in users_of(caller, users) {
         let (entry, _) = engine
             .join_queue(concert, user)
             .await
@@ -853,14 +956,33 @@ async fn join_users(
     Ok(new_histogram())
 }
 
+/// Each of the caller's users holds four seats of their own in one call.
+async fn hold_four(
+    engine: Arc<Engine>,
+    date: DateId,
+    caller: u64,
+    users: u64,
+) -> Result<Histogram<u64>, String> {
+    for user in users_of(caller, users) {
+        let first = (user.0 as u32 - 1) * 4 + 1;
+        let seats = (first..first + 4).map(SeatId).collect();
+        engine
+            .hold(user, date, seats)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(new_histogram())
+}
+
 /// Each of the caller's users holds four seats of their own, one call each.
 async fn hold_seats(
     engine: Arc<Engine>,
     date: DateId,
     caller: u64,
+    users: u64,
 ) -> Result<Histogram<u64>, String> {
     let mut latency = new_histogram();
-    for user in users_of(caller) {
+    for user in users_of(caller, users) {
         for k in 0..4u32 {
             let seat = SeatId((user.0 as u32 - 1) * 4 + k + 1);
             let sent = Instant::now();
@@ -872,4 +994,67 @@ async fn hold_seats(
         }
     }
     Ok(latency)
+}
+
+// ---------------------------------------------------------------------------------
+// (e) Memory at rest.
+
+/// What a date costs in memory while nothing happens: the growth of this process's
+/// resident set (durable engine with its snapshot replica, `--fsync never`) when a
+/// date of [`VENUE_SEATS`] seats is created (per free seat), and when
+/// [`RESTING_USERS`] admitted users then hold 4 seats each (per live reservation; the
+/// users joined the room before the first reading).
+async fn bench_memory() {
+    println!(
+        "\n(e) memory at rest: resident set growth, durable engine, a date of {VENUE_SEATS} seats"
+    );
+    let config = Config {
+        queue_active_max: RESTING_USERS as u32,
+        max_seats_per_date: VENUE_SEATS,
+        ..Config::default()
+    };
+    let rules = config.rules();
+    let dir = data_dir();
+    let engine = start_engine(Journaling::Log(FsyncPolicy::Never), rules, dir.path());
+    let before = settled_rss().await;
+    let concert = engine
+        .create_concert(flash_sale_spec(u64::from(VENUE_SEATS)))
+        .await
+        .expect("created");
+    let (concert_id, date) = (concert.concert.id, concert.dates[0].view.date.id);
+    drop(concert);
+    let created = settled_rss().await;
+    for joined in on_callers(|c| join_users(engine.clone(), concert_id, c, RESTING_USERS)).await {
+        joined.expect("admitted");
+    }
+    let joined = settled_rss().await;
+    for held in on_callers(|c| hold_four(engine.clone(), date, c, RESTING_USERS)).await {
+        held.expect("held");
+    }
+    let held = settled_rss().await;
+    let grown = |from: u64, to: u64| to as f64 - from as f64;
+    println!(
+        "    per free seat: {:.1} bytes ({:.1} MB for the date)",
+        grown(before, created) / f64::from(VENUE_SEATS),
+        grown(before, created) / 1e6
+    );
+    println!(
+        "    per live 4-seat reservation: {:.0} bytes ({RESTING_USERS} reservations, {:.1} MB)",
+        grown(joined, held) / RESTING_USERS as f64,
+        grown(joined, held) / 1e6
+    );
+    engine.journal().stop().await;
+}
+
+/// This process's resident set in bytes, once the replica has had time to apply
+/// what was just committed.
+async fn settled_rss() -> u64 {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc is there");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS is listed");
+    kib * 1024
 }

@@ -199,7 +199,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
     });
     // Before the server takes requests: the maps start from the views as they are now.
     let seat_maps = SeatMaps::start(engine.clone(), feed.clone());
-    let state = AppState {
+    let state = AppState::new(http::Handles {
         engine: engine.clone(),
         auth: auth.clone(),
         tickets,
@@ -210,7 +210,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StoreE
         seat_maps,
         demo,
         cluster: cluster_view,
-    };
+    });
     let router = http::router(state);
     Ok(App {
         router,

@@ -530,7 +530,11 @@ impl Real {
             assert_eq!(replayed.seat(SeatId(seat)), self.date.seat(SeatId(seat)));
         }
         for r in self.date.reservations() {
-            assert_eq!(replayed.reservation(r.id), Some(r), "replayed reservation");
+            assert_eq!(
+                replayed.reservation(r.id),
+                Some(&**r),
+                "replayed reservation"
+            );
         }
         assert_eq!(replayed.counts(), self.date.counts());
         assert_eq!(replayed.is_paused(), self.date.is_paused());

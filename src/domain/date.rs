@@ -20,11 +20,11 @@
 
 use super::catalog::Layout;
 use super::{
-    ConcertId, DateId, PaymentId, RefundId, Rejection, ReservationId, SeatId, Timestamp, UserId,
-    Won,
+    ConcertId, DateId, IdMap, IdSet, PaymentId, RefundId, Rejection, ReservationId, SeatId,
+    Timestamp, UserId, Won,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// The limits a date enforces.
@@ -217,8 +217,11 @@ pub struct RefundCommand {
 /// What happened on a date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DateEvent {
-    /// Seats were held.
-    SeatsHeld(Reservation),
+    /// Seats were held. The reservation is shared: the date's state, the reservation
+    /// index, the snapshot replica and the log's tail hold this one copy until one of
+    /// them changes it (copy on write), so a hold is neither copied per follower nor
+    /// stored once each.
+    SeatsHeld(Arc<Reservation>),
     /// A holder released a live hold.
     HoldCancelled {
         /// The reservation.
@@ -348,10 +351,10 @@ pub struct DateState {
     #[serde(skip)]
     rules: DateRules,
     seats: Vec<Seat>,
-    reservations: HashMap<ReservationId, Reservation>,
-    seats_by_user: HashMap<UserId, u32>,
+    reservations: IdMap<ReservationId, Arc<Reservation>>,
+    seats_by_user: IdMap<UserId, u32>,
     #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
-    deadlines: BTreeSet<(Timestamp, ReservationId)>,
+    deadlines: Deadlines,
     counts: SeatCounts,
     paused: bool,
     #[serde(with = "crate::domain::time::compact_option")]
@@ -376,9 +379,9 @@ impl DateState {
             cancelled_at: None,
             rules,
             seats: vec![Seat::Available; total as usize],
-            reservations: HashMap::new(),
-            seats_by_user: HashMap::new(),
-            deadlines: BTreeSet::new(),
+            reservations: IdMap::default(),
+            seats_by_user: IdMap::default(),
+            deadlines: Deadlines::default(),
             counts: SeatCounts {
                 available: total,
                 held: 0,
@@ -391,12 +394,12 @@ impl DateState {
     /// Replaces the limits and rebuilds what a snapshot does not store (after loading one).
     pub fn set_rules(&mut self, rules: DateRules) {
         self.rules = rules;
-        self.deadlines = self
-            .reservations
-            .values()
-            .filter(|r| r.status == ReservationStatus::Held)
-            .map(|r| (r.expires_at, r.id))
-            .collect();
+        self.deadlines = Deadlines::default();
+        for r in self.reservations.values() {
+            if r.status == ReservationStatus::Held {
+                self.deadlines.insert(r.expires_at, r.id);
+            }
+        }
     }
 
     /// The concert the date belongs to.
@@ -458,27 +461,27 @@ impl DateState {
 
     /// A reservation by id.
     pub fn reservation(&self, id: ReservationId) -> Option<&Reservation> {
+        self.reservations.get(&id).map(Arc::as_ref)
+    }
+
+    /// A reservation by id, shared (to keep it elsewhere without copying it).
+    pub fn shared_reservation(&self, id: ReservationId) -> Option<&Arc<Reservation>> {
         self.reservations.get(&id)
     }
 
     /// Every reservation, in no particular order.
-    pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
+    pub fn reservations(&self) -> impl Iterator<Item = &Arc<Reservation>> {
         self.reservations.values()
     }
 
     /// The earliest deadline of a live hold.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(at, _)| *at)
+        self.deadlines.first()
     }
 
     /// Records the expiry of every hold whose deadline is at or before `now`.
     pub fn expire_due(&mut self, now: Timestamp) -> Option<DateEvent> {
-        let reservation_ids: Vec<ReservationId> = self
-            .deadlines
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, id)| *id)
-            .collect();
+        let reservation_ids = self.deadlines.due(now);
         if reservation_ids.is_empty() {
             return None;
         }
@@ -538,7 +541,7 @@ impl DateState {
             refund_id: None,
             admitted: Vec::new(),
         };
-        let event = DateEvent::SeatsHeld(reservation);
+        let event = DateEvent::SeatsHeld(Arc::new(reservation));
         self.replay(&event);
         Ok(event)
     }
@@ -683,7 +686,7 @@ impl DateState {
         if self.cancelled_at.is_some() {
             return None;
         }
-        let mut released: Vec<ReservationId> = self.deadlines.iter().map(|(_, id)| *id).collect();
+        let mut released = self.deadlines.all();
         released.sort();
         let event = DateEvent::DateCancelled { released, at: now };
         self.replay(&event);
@@ -756,10 +759,11 @@ impl DateState {
                 seat_id,
                 at,
             } => {
-                let reservation = self
-                    .reservations
-                    .get_mut(reservation_id)
-                    .expect("an admitted reservation exists");
+                let reservation = Arc::make_mut(
+                    self.reservations
+                        .get_mut(reservation_id)
+                        .expect("an admitted reservation exists"),
+                );
                 assert_eq!(
                     reservation.status,
                     ReservationStatus::Paid,
@@ -779,10 +783,11 @@ impl DateState {
 
     /// Applies the seat side of a refund, live or when recovering.
     pub fn replay_refund(&mut self, refund: &Refund) {
-        let reservation = self
-            .reservations
-            .get_mut(&refund.reservation_id)
-            .expect("a refunded reservation exists");
+        let reservation = Arc::make_mut(
+            self.reservations
+                .get_mut(&refund.reservation_id)
+                .expect("a refunded reservation exists"),
+        );
         assert_eq!(
             reservation.status,
             ReservationStatus::Paid,
@@ -807,10 +812,11 @@ impl DateState {
 
     /// Applies the seat side of a payment, live or when recovering.
     pub fn replay_payment(&mut self, payment: &Payment) {
-        let reservation = self
-            .reservations
-            .get_mut(&payment.reservation_id)
-            .expect("a paid reservation exists");
+        let reservation = Arc::make_mut(
+            self.reservations
+                .get_mut(&payment.reservation_id)
+                .expect("a paid reservation exists"),
+        );
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
@@ -823,7 +829,7 @@ impl DateState {
         reservation.status = ReservationStatus::Paid;
         reservation.payment_id = Some(payment.id);
         self.deadlines
-            .remove(&(reservation.expires_at, reservation.id));
+            .remove(reservation.expires_at, reservation.id);
         move_seats(
             &mut self.seats,
             &mut self.counts,
@@ -833,7 +839,7 @@ impl DateState {
         );
     }
 
-    fn replay_held(&mut self, reservation: &Reservation) {
+    fn replay_held(&mut self, reservation: &Arc<Reservation>) {
         assert!(
             !self.reservations.contains_key(&reservation.id),
             "reservation ids are unique"
@@ -848,23 +854,24 @@ impl DateState {
         let n = reservation.seats.len() as u32;
         *self.seats_by_user.entry(reservation.user).or_default() += n;
         self.deadlines
-            .insert((reservation.expires_at, reservation.id));
+            .insert(reservation.expires_at, reservation.id);
         self.reservations
-            .insert(reservation.id, reservation.clone());
+            .insert(reservation.id, Arc::clone(reservation));
     }
 
     fn release(&mut self, id: ReservationId, status: ReservationStatus) {
-        let reservation = self
-            .reservations
-            .get_mut(&id)
-            .expect("a released reservation exists");
+        let reservation = Arc::make_mut(
+            self.reservations
+                .get_mut(&id)
+                .expect("a released reservation exists"),
+        );
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
             "only a live hold is released"
         );
         reservation.status = status;
-        self.deadlines.remove(&(reservation.expires_at, id));
+        self.deadlines.remove(reservation.expires_at, id);
         move_seats(
             &mut self.seats,
             &mut self.counts,
@@ -904,6 +911,47 @@ impl DateState {
             self.next_deadline().is_none_or(|deadline| deadline > now),
             "expire_due(now) runs before every command"
         );
+    }
+}
+
+/// The deadlines of the live holds: each deadline (a batch of holds shares one) with
+/// the holds that end then. Grouping them keeps adding and removing a hold a hash-set
+/// operation instead of a search of a tree of every hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Deadlines(BTreeMap<Timestamp, IdSet<ReservationId>>);
+
+impl Deadlines {
+    fn insert(&mut self, at: Timestamp, id: ReservationId) {
+        self.0.entry(at).or_default().insert(id);
+    }
+
+    fn remove(&mut self, at: Timestamp, id: ReservationId) {
+        if let Some(ids) = self.0.get_mut(&at) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.0.remove(&at);
+            }
+        }
+    }
+
+    fn first(&self) -> Option<Timestamp> {
+        self.0.first_key_value().map(|(at, _)| *at)
+    }
+
+    /// The holds ending at or before `now`, by deadline, then id.
+    fn due(&self, now: Timestamp) -> Vec<ReservationId> {
+        let mut due = Vec::new();
+        for ids in self.0.range(..=now).map(|(_, ids)| ids) {
+            let start = due.len();
+            due.extend(ids.iter().copied());
+            due[start..].sort_unstable();
+        }
+        due
+    }
+
+    /// Every live hold, in no particular order.
+    fn all(&self) -> Vec<ReservationId> {
+        self.0.values().flatten().copied().collect()
     }
 }
 

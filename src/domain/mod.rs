@@ -39,8 +39,8 @@ pub mod wallet;
 mod fenwick;
 
 pub use ids::{
-    ChargeId, ConcertId, DateId, PaymentId, RefundId, ReservationId, SeatId, Ticket, TicketId,
-    UserId, Won,
+    ChargeId, ConcertId, DateId, IdMap, IdSet, PaymentId, RefundId, ReservationId, SeatId, Ticket,
+    TicketId, UserId, Won,
 };
 pub use image::Image;
 pub use rejection::Rejection;

@@ -358,7 +358,7 @@ pub fn public_events(
         )],
         Event::Date(_, DateEvent::SeatsHeld(r)) => vec![(
             EventBody::ReservationHeld {
-                reservation: ReservationFacts::from(r),
+                reservation: ReservationFacts::from(&**r),
                 expires_at: r.expires_at,
             },
             Some(r.created_at),

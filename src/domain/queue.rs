@@ -17,10 +17,10 @@
 
 use super::date::Payment;
 use super::fenwick::Fenwick;
-use super::{ConcertId, Rejection, ReservationId, Ticket, Timestamp, UserId};
+use super::{ConcertId, IdMap, Rejection, ReservationId, Ticket, Timestamp, UserId};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// How many recent active windows the wait estimate averages.
 const SERVICE_SAMPLES_MAX: usize = 64;
@@ -205,7 +205,7 @@ pub struct QueueState {
     /// Configuration, not state: not saved, set again on load.
     #[serde(skip)]
     rules: QueueRules,
-    entries: HashMap<UserId, Entry>,
+    entries: IdMap<UserId, Entry>,
     /// Waiting users by join order.
     waiting: BTreeMap<u64, UserId>,
     /// One slot per join since `rank_base`: 1 while that entry waits.
@@ -229,7 +229,7 @@ impl QueueState {
         QueueState {
             concert_id,
             rules,
-            entries: HashMap::new(),
+            entries: IdMap::default(),
             waiting: BTreeMap::new(),
             ranks: Fenwick::default(),
             rank_base: 0,

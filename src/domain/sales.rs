@@ -211,6 +211,7 @@ pub fn reservations_page(
     };
     let mut matching: Vec<&Reservation> = date
         .reservations()
+        .map(|r| &**r)
         .filter(|r| filter.status.is_none_or(|s| r.status == s))
         .filter(|r| filter.user.is_none_or(|u| r.user == u))
         .filter(|r| after.is_none_or(|a| (r.created_at, r.id) > a))

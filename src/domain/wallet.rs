@@ -12,7 +12,7 @@
 //! changed nothing, so trying it again is always safe.
 
 use super::date::{Payment, Refund};
-use super::{ChargeId, Rejection, ReservationId, Timestamp, UserId, Won};
+use super::{ChargeId, IdMap, Rejection, ReservationId, Timestamp, UserId, Won};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -153,7 +153,7 @@ pub struct WalletShard {
     /// Configuration, not state: not saved, set again on load.
     #[serde(skip)]
     rules: WalletRules,
-    accounts: HashMap<UserId, Account>,
+    accounts: IdMap<UserId, Account>,
     keys: HashMap<(UserId, String), KeyRecord>,
     /// Keys in the order they were recorded, for expiry.
     #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
@@ -165,7 +165,7 @@ impl WalletShard {
     pub fn new(rules: WalletRules) -> Self {
         WalletShard {
             rules,
-            accounts: HashMap::new(),
+            accounts: IdMap::default(),
             keys: HashMap::new(),
             key_order: VecDeque::new(),
         }

@@ -18,6 +18,7 @@
 //! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
 
 use super::clock::Clock;
+use super::ids;
 use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::{DateView, ReservationIndex};
@@ -294,14 +295,14 @@ impl DateActor {
                 let command = Hold {
                     user,
                     seats,
-                    reservation_id: ReservationId(uuid::Uuid::new_v4()),
+                    reservation_id: ReservationId(ids::fresh()),
                 };
                 let result = self.state.hold(command, now).map(|event| {
                     self.publish(&event);
                     let DateEvent::SeatsHeld(reservation) = &event else {
                         unreachable!("a hold makes SeatsHeld")
                     };
-                    let reservation = reservation.clone();
+                    let reservation = Reservation::clone(reservation);
                     batch.push(Event::Date(date_id, event));
                     reservation
                 });
@@ -458,7 +459,7 @@ impl DateActor {
     fn load_views(&self) {
         self.deps
             .view
-            .load(self.state.reservations(), self.state.counts());
+            .load(self.state.reservations().map(|r| &**r), self.state.counts());
         self.deps.view.show_paused(self.state.is_paused());
         self.deps
             .view
@@ -487,7 +488,7 @@ impl DateActor {
                 // No seat changes: only the reservation's record does.
                 let reservation = self
                     .state
-                    .reservation(*reservation_id)
+                    .shared_reservation(*reservation_id)
                     .expect("an admitted reservation exists");
                 self.deps.index.record(reservation);
             }
@@ -498,7 +499,7 @@ impl DateActor {
     fn show_freed(&self, id: ReservationId) {
         let reservation = self
             .state
-            .reservation(id)
+            .shared_reservation(id)
             .expect("a refunded reservation exists");
         self.deps.view.show_freed(reservation, self.state.counts());
         self.deps.index.record(reservation);
@@ -506,17 +507,17 @@ impl DateActor {
 
     /// Shows changed reservations and the counts after them in one step.
     fn show(&self, ids: &[ReservationId]) {
-        let changed: Vec<&Reservation> = ids
+        let changed: Vec<&Arc<Reservation>> = ids
             .iter()
             .map(|id| {
                 self.state
-                    .reservation(*id)
+                    .shared_reservation(*id)
                     .expect("a changed reservation exists")
             })
             .collect();
         self.deps
             .view
-            .show(changed.iter().copied(), self.state.counts());
+            .show(changed.iter().map(|r| &***r), self.state.counts());
         for reservation in changed {
             self.deps.index.record(reservation);
         }

@@ -1,6 +1,7 @@
 //! The engine: actors that own the state, handles that reach them, and the read views.
 //!
 //! - [`clock`]: where `now` comes from (system or manual).
+//! - [`ids`]: fresh ids for what the actors create.
 //! - [`journal`]: the commit point every actor's replies pass through.
 //! - [`mailbox`]: bounded sends with a wait, then [`Error::Overloaded`].
 //! - [`date`], [`queue`], [`wallet`]: the actors and their handles.
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod clock;
 pub mod date;
 pub mod feed;
+pub mod ids;
 pub mod journal;
 pub mod mailbox;
 pub mod metrics;

@@ -13,6 +13,7 @@
 //! Talks to: the journal; reads its dates' [`DateView`]s.
 
 use super::clock::Clock;
+use super::ids;
 use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::{DateView, QueueView};
@@ -301,7 +302,7 @@ impl QueueActor {
     fn handle(&mut self, message: QueueMessage, now: Timestamp, batch: &mut Batch) {
         match message {
             QueueMessage::Join { user, reply } => {
-                let event = self.state.join(user, Ticket(uuid::Uuid::new_v4()), now);
+                let event = self.state.join(user, Ticket(ids::fresh()), now);
                 let created = event.is_some();
                 if let Some(event) = event {
                     self.log(event, batch);

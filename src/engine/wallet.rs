@@ -19,6 +19,7 @@
 
 use super::catalog::{DateEntry, Directory};
 use super::clock::Clock;
+use super::ids;
 use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::ReservationIndex;
@@ -283,7 +284,7 @@ impl WalletActor {
         let command = RefundCommand {
             user,
             reservation_id,
-            refund_id: RefundId(uuid::Uuid::new_v4()),
+            refund_id: RefundId(ids::fresh()),
             balance: self.shard.balance(user),
             reason,
         };
@@ -315,7 +316,7 @@ impl WalletActor {
         }
         let event = self
             .shard
-            .charge(user, amount, ChargeId(uuid::Uuid::new_v4()), key, now)?;
+            .charge(user, amount, ChargeId(ids::fresh()), key, now)?;
         let WalletEvent::Charged(charge) = &event;
         let charge = charge.clone();
         batch.push(Event::Wallet(event));
@@ -343,7 +344,7 @@ impl WalletActor {
         let command = Pay {
             user,
             reservation_id,
-            payment_id: PaymentId(uuid::Uuid::new_v4()),
+            payment_id: PaymentId(ids::fresh()),
             balance: self.shard.balance(user),
             idempotency_key: key,
         };

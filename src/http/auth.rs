@@ -3,6 +3,10 @@
 //! `Authorization: Bearer ...`; anything missing, malformed, badly signed, of another
 //! algorithm, expired or not yet valid (`nbf`) is 401 `UNAUTHORIZED`, and so is a `sub`
 //! that is not a user id in its one spelling (decimal digits, no leading zero, not 0).
+//!
+//! A user token that passed these checks is remembered, whole, with its user and
+//! expiry: the same token again (a client sends one per request) costs a lookup, not
+//! a signature check, and still stops working at its `exp`.
 
 use super::AppState;
 use super::error::ApiError;
@@ -10,12 +14,15 @@ use crate::domain::UserId;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use dashmap::DashMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 /// Seconds of clock skew tolerated on `exp`.
 const EXP_LEEWAY_SECS: u64 = 5;
+/// Most verified user tokens remembered; once full, the memory starts over.
+const VERIFIED_TOKENS_MAX: usize = 100_000;
 
 /// The secrets requests are checked against.
 pub struct Auth {
@@ -24,6 +31,22 @@ pub struct Auth {
     decoding: DecodingKey,
     encoding: EncodingKey,
     validation: Validation,
+    /// User tokens that passed every check, whole, by their text.
+    verified: DashMap<Box<str>, Verified>,
+}
+
+/// What a verified user token says: who, and until when (`exp`).
+#[derive(Debug, Clone, Copy)]
+struct Verified {
+    user: UserId,
+    exp: u64,
+}
+
+impl Verified {
+    /// Whether the token is still unexpired at `now` (as the full check has it).
+    fn is_live(&self, now: u64) -> bool {
+        now.saturating_sub(EXP_LEEWAY_SECS) <= self.exp
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +73,7 @@ impl Auth {
             decoding: DecodingKey::from_secret(jwt_secret.as_bytes()),
             encoding: EncodingKey::from_secret(jwt_secret.as_bytes()),
             validation,
+            verified: DashMap::new(),
         }
     }
 
@@ -93,13 +117,29 @@ impl Auth {
     }
 
     fn user(&self, token: &str) -> Result<UserId, ApiError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(known) = self.verified.get(token).map(|v| *v) {
+            if known.is_live(now) {
+                return Ok(known.user);
+            }
+            self.verified.remove(token);
+        }
         let claims = self.claims(token)?;
         if claims.scope.is_some() {
             return Err(ApiError::unauthorized(
                 "a stream ticket opens its stream only; send a user token",
             ));
         }
-        user_of(claims.sub)
+        let user = user_of(claims.sub)?;
+        if self.verified.len() >= VERIFIED_TOKENS_MAX {
+            self.verified.clear();
+        }
+        let verified = Verified {
+            user,
+            exp: claims.exp,
+        };
+        self.verified.insert(token.into(), verified);
+        Ok(user)
     }
 
     fn is_admin(&self, key: &str) -> bool {
@@ -237,6 +277,29 @@ mod tests {
         assert_eq!(auth.user(&auth.token(UserId(42), 60)).unwrap(), UserId(42));
         let forged = token_for_secret("other", UserId(42), 60);
         assert_eq!(auth.user(&forged).unwrap_err().code, "UNAUTHORIZED");
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let auth = Auth::new("admin", "secret");
+        let token = auth.token(UserId(42), 60);
+        assert_eq!(auth.user(&token).unwrap(), UserId(42));
+        assert_eq!(auth.user(&token).unwrap(), UserId(42), "remembered");
+        let now = jsonwebtoken::get_current_timestamp();
+        let expired = Claims {
+            sub: "42".into(),
+            exp: now - EXP_LEEWAY_SECS - 1,
+            scope: None,
+        };
+        let expired =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &auth.encoding).unwrap();
+        let remembered = Verified {
+            user: UserId(42),
+            exp: now - EXP_LEEWAY_SECS - 1,
+        };
+        auth.verified.insert(expired.as_str().into(), remembered);
+        assert_eq!(auth.user(&expired).unwrap_err().code, "UNAUTHORIZED");
+        assert!(auth.verified.get(expired.as_str()).is_none(), "forgotten");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Each area owns its routes (`fn router() -> Router<AppState>`); [`router`] merges
 //! them and answers everything else with problem+json (404 `NOT_FOUND`, 405).
-//! `AppState` holds handles only.
+//! `AppState` holds handles only, behind one `Arc`.
 
 pub mod admin;
 pub mod auth;
@@ -43,9 +43,28 @@ use std::time::Duration;
 /// Largest request body accepted (a concert spec with many dates and sections fits).
 pub const BODY_LEN_MAX: usize = 1024 * 1024;
 
-/// What every handler can reach.
+/// What every handler can reach: the [`Handles`], shared, so the copy of the state
+/// each extractor takes per request is one reference count (not one per handle).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl AppState {
+    /// The state of a router over these handles.
+    pub fn new(handles: Handles) -> AppState {
+        AppState(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// The handles behind [`AppState`].
+pub struct Handles {
     /// The engine.
     pub engine: Arc<Engine>,
     /// Request authentication.

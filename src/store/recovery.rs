@@ -4,10 +4,11 @@
 use super::format::{self, Record};
 use super::snapshot;
 use super::{StoreError, sync_dir};
-use crate::domain::Image;
 use crate::domain::Rules;
+use crate::domain::{Event, Image};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 /// What recovery found.
 pub struct Recovered {
@@ -107,20 +108,110 @@ fn replay_segment(
         return truncate(path, 0);
     }
     format::check_segment_header(&bytes).map_err(|why| corrupt(path, 0, why))?;
+    // One thread decodes while this one applies: a start takes the longer of the two,
+    // not their sum.
+    let end = std::thread::scope(|scope| {
+        let (to_apply, decoded) = std::sync::mpsc::sync_channel(DECODED_CHUNKS_AHEAD);
+        let segment = &bytes;
+        let decoder = scope.spawn(move || decode_records(segment, first, to_apply));
+        for chunk in decoded {
+            for (seq, event) in chunk {
+                if seq > image.seq {
+                    image.apply(seq, &event, rules);
+                }
+            }
+        }
+        decoder.join().expect("decoding does not panic")
+    });
+    let (offset, why) = match end {
+        SegmentEnd::Whole => return Ok(()),
+        SegmentEnd::OutOfSequence {
+            offset,
+            seq,
+            expected,
+        } => {
+            return Err(corrupt(
+                path,
+                offset as u64,
+                format!("sequence number {seq}, expected {expected}"),
+            ));
+        }
+        SegmentEnd::Broken {
+            offset,
+            expected,
+            why,
+        } => {
+            if is_last && !valid_record_follows(&bytes[offset + 1..], expected) {
+                tracing::warn!(
+                    "{} at byte {offset}: {why}; torn tail of {} bytes cut off",
+                    path.display(),
+                    bytes.len() - offset
+                );
+                return truncate(path, offset as u64);
+            }
+            (offset, why)
+        }
+    };
+    Err(corrupt(
+        path,
+        offset as u64,
+        format!("{why}, and valid records follow"),
+    ))
+}
+
+/// Records decoded in one go and handed to the applying thread together.
+const DECODED_CHUNK_LEN: usize = 4096;
+/// Chunks decoded ahead of the one being applied.
+const DECODED_CHUNKS_AHEAD: usize = 4;
+
+/// Where the valid records of a segment end.
+enum SegmentEnd {
+    /// At the end of the segment.
+    Whole,
+    /// At a valid record with the wrong sequence number.
+    OutOfSequence {
+        offset: usize,
+        seq: u64,
+        expected: u64,
+    },
+    /// At a record cut short or damaged (`expected` would have been its number).
+    Broken {
+        offset: usize,
+        expected: u64,
+        why: String,
+    },
+}
+
+/// Decodes the records of a segment (`bytes`, header checked) whose first is number
+/// `first`, in order, and sends them on in chunks until the valid ones end; says where.
+fn decode_records(
+    bytes: &[u8],
+    first: u64,
+    to_apply: SyncSender<Vec<(u64, Box<Event>)>>,
+) -> SegmentEnd {
     let mut offset = format::SEGMENT_HEADER_LEN;
     let mut expected = first;
-    while offset < bytes.len() {
+    let mut chunk = Vec::with_capacity(DECODED_CHUNK_LEN);
+    let end = loop {
+        if offset >= bytes.len() {
+            break SegmentEnd::Whole;
+        }
         let why = match format::decode_record(&bytes[offset..]) {
             Record::Valid { seq, event, len } => {
                 if seq != expected {
-                    return Err(corrupt(
-                        path,
-                        offset as u64,
-                        format!("sequence number {seq}, expected {expected}"),
-                    ));
+                    break SegmentEnd::OutOfSequence {
+                        offset,
+                        seq,
+                        expected,
+                    };
                 }
-                if seq > image.seq {
-                    image.apply(seq, &event, rules);
+                chunk.push((seq, event));
+                if chunk.len() == DECODED_CHUNK_LEN {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(DECODED_CHUNK_LEN));
+                    if to_apply.send(full).is_err() {
+                        // The applying thread is gone (it panicked); it reports that.
+                        return SegmentEnd::Whole;
+                    }
                 }
                 expected += 1;
                 offset += len;
@@ -129,21 +220,15 @@ fn replay_segment(
             Record::Truncated => "record cut short".to_owned(),
             Record::Damaged(why) => why,
         };
-        if is_last && !valid_record_follows(&bytes[offset + 1..], expected) {
-            tracing::warn!(
-                "{} at byte {offset}: {why}; torn tail of {} bytes cut off",
-                path.display(),
-                bytes.len() - offset
-            );
-            return truncate(path, offset as u64);
-        }
-        return Err(corrupt(
-            path,
-            offset as u64,
-            format!("{why}, and valid records follow"),
-        ));
-    }
-    Ok(())
+        break SegmentEnd::Broken {
+            offset,
+            expected,
+            why,
+        };
+    };
+    // The records before the end are applied whatever the end is.
+    let _ = to_apply.send(chunk);
+    end
 }
 
 /// Whether a valid record with a sequence number from `from_seq` on starts anywhere in

@@ -1,24 +1,27 @@
 //! [`ReservationIndex`]: every reservation by id and by user, written by the date
 //! actors after each change; reads (the API's reservation lists, and the wallet
 //! routing a payment to its date) take a `DashMap` shard's read lock, never an actor.
+//! It keeps the date's own copy of each reservation (shared, never copied to record).
 
 use crate::domain::date::Reservation;
 use crate::domain::{Rejection, ReservationId, UserId};
 use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
+use std::sync::Arc;
 
 /// Every reservation, for reads and for routing payments.
 #[derive(Default)]
 pub struct ReservationIndex {
-    by_id: DashMap<ReservationId, Reservation>,
-    by_user: DashMap<UserId, Vec<ReservationId>>,
+    by_id: DashMap<ReservationId, Arc<Reservation>, FxBuildHasher>,
+    by_user: DashMap<UserId, Vec<ReservationId>, FxBuildHasher>,
 }
 
 impl ReservationIndex {
     /// Records a new or changed reservation.
-    pub(in crate::engine) fn record(&self, reservation: &Reservation) {
+    pub(in crate::engine) fn record(&self, reservation: &Arc<Reservation>) {
         let fresh = self
             .by_id
-            .insert(reservation.id, reservation.clone())
+            .insert(reservation.id, Arc::clone(reservation))
             .is_none();
         if fresh {
             self.by_user
@@ -30,7 +33,7 @@ impl ReservationIndex {
 
     /// A reservation by id, whoever holds it.
     pub fn get(&self, id: ReservationId) -> Option<Reservation> {
-        self.by_id.get(&id).map(|r| r.clone())
+        self.by_id.get(&id).map(|r| Reservation::clone(&r))
     }
 
     /// A reservation of `user`'s; someone else's does not exist for them.
