@@ -313,3 +313,39 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(args: &[&str]) -> Config {
+        let mut all = vec!["boxoffice"];
+        all.extend(args);
+        Cli::parse_from(all).serve
+    }
+
+    #[test]
+    fn cluster_mode_needs_nats_urls_and_the_shared_secrets() {
+        assert!(with(&[]).cluster().unwrap().is_none(), "files by default");
+        let secrets = [
+            "--admin-key",
+            "a",
+            "--jwt-secret",
+            "j",
+            "--ticket-secret",
+            "t",
+        ];
+        let bad = with(&[&["--log", "http://x"][..], &secrets].concat());
+        assert!(bad.cluster().unwrap_err().contains("nats://"));
+        let bare = with(&["--log", "nats://127.0.0.1:4222"]);
+        assert!(bare.cluster().unwrap_err().contains("--ticket-secret"));
+        let args = [
+            &["--log", "nats://h:1, nats://h:2", "--listen", "127.0.0.1:9"][..],
+            &secrets,
+        ];
+        let options = with(&args.concat()).cluster().unwrap().unwrap();
+        assert_eq!(options.log.server_list(), ["nats://h:1", "nats://h:2"]);
+        assert_eq!(options.advertise_url, "http://127.0.0.1:9");
+        assert_eq!(options.log.subject(), "BOXOFFICE_LOG.log");
+    }
+}

@@ -55,6 +55,8 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .init(),
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
+    // A mistake in the cluster flags is told as such, before anything starts.
+    config.cluster().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
