@@ -26,6 +26,8 @@
 //! flash sale at ≥ 0.5× (every hold and payment waits for one group-committed fsync,
 //! ~0.15 ms on a quiet disk, shared by the batch), and p99 ≤ 10 ms at 64 connections.
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "common/load.rs"]
 mod load;
 #[path = "common/sale.rs"]

@@ -44,6 +44,9 @@
 //!   (aim: ≤ 200 bytes). The date's state, its seat view and the snapshot replica's
 //!   copy all count.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use boxoffice::config::Config;
 use boxoffice::domain::Image;
 use boxoffice::domain::Rules;
@@ -60,6 +63,7 @@ use boxoffice::engine::clock::SystemClock;
 use boxoffice::engine::journal::Journal;
 use boxoffice::store::format::{self, Record};
 use boxoffice::store::{self, FsyncPolicy, StoreOptions, file_log, recovery, snapshot};
+use cpu::cpu_time;
 use hdrhistogram::Histogram;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -873,18 +877,6 @@ async fn hold_run(mode: Journaling) -> HoldRun {
         cpu_micros_per_hold: cpu.as_secs_f64() * 1e6 / latency.len() as f64,
         latency,
     }
-}
-
-/// The CPU time (user and system) this process has used, all threads.
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// An engine journaling as `mode`, in `dir` when durable.

@@ -17,6 +17,7 @@
 //! time this process (the server: wrk is another) spent per request, which a busy
 //! machine disturbs less than the rate.
 
+use super::cpu::cpu_time;
 use crate::sale::Target;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -172,18 +173,6 @@ fn parse(printed: &str) -> Figures {
         p99_ms: micros("p99") / 1e3,
         statuses: line("STATUSES"),
     }
-}
-
-/// The CPU time (user and system) this process has used, all threads.
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// How many answers had `status`, from the script's `STATUSES` line.
