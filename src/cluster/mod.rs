@@ -210,7 +210,8 @@ fn unapplied(
         )));
     }
     let known = usize::try_from(next - message.first_seq).unwrap_or(usize::MAX);
-    let events: Vec<Event> = message.events.into_iter().skip(known).collect();
+    let mut events = message.events;
+    events.drain(..known.min(events.len()));
     if !events.is_empty() {
         leadership.set_applied(next + events.len() as u64 - 1);
     }

@@ -189,7 +189,7 @@ impl DateHandle {
     pub async fn payment_durable(&self, reservation_id: ReservationId) {
         let message = DateMessage::PaymentDurable { reservation_id };
         // A date that is gone admits nobody anyway.
-        let _ = self.mailbox.send(message).await;
+        let _ = mailbox::deliver(&self.mailbox, message).await;
     }
 
     /// Pauses (`true`) or resumes sales.
@@ -223,10 +223,7 @@ impl DateHandle {
     /// Applies what the leader of a replicated log logged for this date (on a
     /// follower), after everything sent before. Waits for room in the mailbox.
     pub async fn follow(&self, followed: Followed) -> Result<(), Error> {
-        self.mailbox
-            .send(DateMessage::Follow(followed))
-            .await
-            .map_err(|_| Error::Unavailable)
+        mailbox::deliver(&self.mailbox, DateMessage::Follow(followed)).await
     }
 
     /// The date's sales figures.

@@ -26,6 +26,13 @@ pub async fn call<M, T>(
     answer.await.map_err(|_| Error::Unavailable)?
 }
 
+/// Sends a message that must not be dropped, waiting for room however long it takes
+/// (what a follower applies, word that a payment is durable); fails only if the actor
+/// is gone.
+pub async fn deliver<M>(to: &mpsc::Sender<M>, message: M) -> Result<(), Error> {
+    to.send(message).await.map_err(|_| Error::Unavailable)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

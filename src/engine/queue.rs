@@ -166,18 +166,12 @@ impl QueueHandle {
     /// Applies what the leader of a replicated log logged for this room (on a
     /// follower), after everything sent before. Waits for room in the mailbox.
     pub async fn follow(&self, followed: Followed) -> Result<(), Error> {
-        self.mailbox
-            .send(QueueMessage::Follow(followed))
-            .await
-            .map_err(|_| Error::Unavailable)
+        mailbox::deliver(&self.mailbox, QueueMessage::Follow(followed)).await
     }
 
     /// Tells the room this node now leads the log.
     pub async fn promoted(&self) -> Result<(), Error> {
-        self.mailbox
-            .send(QueueMessage::Promoted)
-            .await
-            .map_err(|_| Error::Unavailable)
+        mailbox::deliver(&self.mailbox, QueueMessage::Promoted).await
     }
 
     /// Tells the room the user paid (call once the payment is durable): the entry
@@ -187,10 +181,7 @@ impl QueueHandle {
     pub async fn complete(&self, payment: Payment) -> Result<(), Error> {
         let (done, applied) = oneshot::channel();
         let message = QueueMessage::Complete { payment, done };
-        self.mailbox
-            .send(message)
-            .await
-            .map_err(|_| Error::Unavailable)?;
+        mailbox::deliver(&self.mailbox, message).await?;
         applied.await.map_err(|_| Error::Unavailable)
     }
 }

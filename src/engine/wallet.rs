@@ -125,10 +125,7 @@ impl WalletHandle {
     /// Applies what the leader of a replicated log logged for this shard (on a
     /// follower), after everything sent before. Waits for room in the mailbox.
     pub async fn follow(&self, followed: Followed) -> Result<(), Error> {
-        self.mailbox
-            .send(WalletMessage::Follow(followed))
-            .await
-            .map_err(|_| Error::Unavailable)
+        mailbox::deliver(&self.mailbox, WalletMessage::Follow(followed)).await
     }
 
     /// The user's balance.
