@@ -688,17 +688,11 @@ fn venue_image(rules: &Rules, users: u64, paid_every: u64) -> Image {
         let first = u32::try_from((u - 1) * 4 + 1).expect("seats fit a u32");
         let seats = (first..first + 4).map(SeatId).collect();
         let held = reservation(u, u128::from(u), seats, at);
-        let (id, expires_at) = (held.id, held.expires_at);
+        let id = held.id;
         apply(
             &mut image,
             Event::Date(DateId(1), DateEvent::SeatsHeld(Arc::new(held))),
         );
-        let noted = QueueEvent::HoldNoted {
-            user,
-            reservation_id: id,
-            expires_at,
-        };
-        apply(&mut image, queue(noted));
         if u % paid_every == 0 {
             apply(&mut image, Event::Paid(payment(user, id, at)));
         }

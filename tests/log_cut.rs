@@ -254,10 +254,9 @@ impl Driver {
         };
         let (id, expires_at) = (reservation.id, reservation.expires_at);
         self.log(Event::Date(date_id, event));
+        // The room notes it without logging: replay notes it from `SeatsHeld`.
         let queue = self.live.queues.get_mut(&concert).expect("listed");
-        if let Some(event) = queue.note_hold(user, id, expires_at) {
-            self.log(Event::Queue(concert, event));
-        }
+        queue.note_hold(user, id, expires_at);
     }
 
     /// One of the user's reservations (any status), chosen by `pick`.

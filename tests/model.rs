@@ -955,7 +955,7 @@ proptest! {
                 }
                 RoomCommand::NoteHold { user, secs } => {
                     let deadline = now + Duration::seconds(secs);
-                    let noted = real.note_hold(UserId(user), ReservationId(Uuid::new_v4()), deadline).is_some();
+                    let noted = real.note_hold(UserId(user), ReservationId(Uuid::new_v4()), deadline);
                     let active = model.current(user).filter(|e| e.status == EntryStatus::Active);
                     prop_assert_eq!(noted, active.is_some());
                     if let Some(e) = active {

@@ -6,7 +6,7 @@
 //! [`Event::Refunded`] to the date and the wallet.
 
 use super::catalog::{CatalogEvent, CatalogState};
-use super::date::DateState;
+use super::date::{DateEvent, DateState};
 use super::queue::QueueState;
 use super::wallet::WalletShard;
 use super::{ConcertId, DateId, Event, Rules, UserId};
@@ -88,11 +88,18 @@ impl Image {
                 self.queues
                     .insert(concert.id, QueueState::new(concert.id, rules.queue));
             }
-            Event::Date(date, event) => self
-                .dates
-                .get_mut(date)
-                .expect("a logged date exists")
-                .replay(event),
+            Event::Date(date, event) => {
+                let state = self.dates.get_mut(date).expect("a logged date exists");
+                state.replay(event);
+                // A hold is the room's too: if it expires unpaid, so does the entry.
+                if let DateEvent::SeatsHeld(held) = event {
+                    let concert = state.concert_id();
+                    self.queues
+                        .get_mut(&concert)
+                        .expect("a date's concert has a room")
+                        .replay_hold(held.user, held.id, held.expires_at);
+                }
+            }
             Event::Queue(concert, event) => {
                 self.queues
                     .get_mut(concert)

@@ -157,7 +157,9 @@ pub enum QueueEvent {
         #[serde(with = "crate::domain::time::compact")]
         at: Timestamp,
     },
-    /// An active user holds seats until `expires_at`.
+    /// An active user holds seats until `expires_at`. Only in older logs: the room
+    /// now learns of holds from the date's `SeatsHeld`, which replay notes here too
+    /// ([`QueueState::replay_hold`]).
     HoldNoted {
         /// Who.
         user: UserId,
@@ -403,20 +405,54 @@ impl QueueState {
     }
 
     /// Records a hold of an active user: if it expires unpaid, so does the entry.
+    /// Nothing is logged for it: the date logs the hold (`SeatsHeld`), and replay
+    /// notes it from there ([`QueueState::replay_hold`]). Answers whether it was noted.
+    ///
+    /// The room hears of a hold only once it is durable, so its entry may have moved on
+    /// since the hold's place in the log, and replay must come to the same entry:
+    /// - ended since (expired, left, sold out, paid): neither notes it for good, as
+    ///   ending an entry forgets its holds;
+    /// - admitted since (the seat view showed the admission before it was durable, so
+    ///   the hold reached the log first): both note it, as replay notes the holds of a
+    ///   waiting entry too, and admission indexes the entry with them.
+    ///
+    /// One case stays apart, harmlessly: an entry that ends, and a new one of the same
+    /// user admitted, between the hold's check and this note. Live the new entry ends
+    /// with the hold; replayed, with its window.
     pub fn note_hold(
         &mut self,
         user: UserId,
         reservation_id: ReservationId,
         expires_at: Timestamp,
-    ) -> Option<QueueEvent> {
-        self.require_active(user).ok()?;
-        let event = QueueEvent::HoldNoted {
-            user,
-            reservation_id,
-            expires_at,
-        };
-        self.replay(&event);
-        Some(event)
+    ) -> bool {
+        self.require_active(user).is_ok() && self.add_hold(user, reservation_id, expires_at)
+    }
+
+    /// Replays a hold the date logged: a live entry of the user's (waiting or active)
+    /// ends unpaid when the hold does. A hold noted already (logs written before the
+    /// room stopped logging its own `HoldNoted`) is noted once.
+    pub fn replay_hold(
+        &mut self,
+        user: UserId,
+        reservation_id: ReservationId,
+        expires_at: Timestamp,
+    ) {
+        self.add_hold(user, reservation_id, expires_at);
+    }
+
+    fn add_hold(
+        &mut self,
+        user: UserId,
+        reservation_id: ReservationId,
+        expires_at: Timestamp,
+    ) -> bool {
+        let noted = self.entries.get(&user).is_some_and(|entry| {
+            !entry.status.is_final() && entry.holds.iter().all(|(id, _)| *id != reservation_id)
+        });
+        if noted {
+            self.reindex(user, |entry| entry.holds.push((reservation_id, expires_at)));
+        }
+        noted
     }
 
     /// Forgets a hold the user cancelled.
@@ -461,7 +497,7 @@ impl QueueState {
                 entry.active_until = Some(until);
                 self.active.insert((entry.active_deadline(), user));
             }
-            // The three below may reach the log after the payment that ended the entry
+            // The ones below may reach the log after the payment that ended the entry
             // (see `replay_payment`): then they have nothing left to change.
             QueueEvent::Expired { user, at } => {
                 if !self.ended_by_payment(user) {
@@ -472,18 +508,7 @@ impl QueueState {
                 user,
                 reservation_id,
                 expires_at,
-            } => {
-                if !self.ended_by_payment(user) {
-                    self.reindex(user, |entry| {
-                        assert_eq!(
-                            entry.status,
-                            EntryStatus::Active,
-                            "only an active user holds"
-                        );
-                        entry.holds.push((reservation_id, expires_at));
-                    });
-                }
-            }
+            } => self.replay_hold(user, reservation_id, expires_at),
             QueueEvent::HoldReleased {
                 user,
                 reservation_id,
@@ -810,8 +835,8 @@ mod tests {
         join(&mut room, 2, t(0));
         let r1 = ReservationId(uuid::Uuid::from_u128(1));
         let r2 = ReservationId(uuid::Uuid::from_u128(2));
-        room.note_hold(UserId(1), r1, t(300)).unwrap();
-        room.note_hold(UserId(2), r2, t(300)).unwrap();
+        assert!(room.note_hold(UserId(1), r1, t(300)));
+        assert!(room.note_hold(UserId(2), r2, t(300)));
         room.release_hold(UserId(2), r2).unwrap();
         room.advance(t(299), false);
         assert_eq!(status(&room, 1).0, EntryStatus::Active);
@@ -876,6 +901,71 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_logged_before_the_admission_it_followed_replays_to_the_live_entry() {
+        // Live: the view showed user 2 admitted before the admission was durable, so
+        // the date logged the hold first; the room noted it once it heard, admitted.
+        let rules = QueueRules {
+            active_max: 1,
+            ..RULES
+        };
+        let mut live = QueueState::new(ConcertId(1), rules);
+        let mut events = Vec::new();
+        for user in 1..=2 {
+            events.extend(live.join(UserId(user), ticket(user), t(0)));
+            events.extend(live.advance(t(0), false));
+        }
+        events.extend(live.leave(UserId(1), t(1)));
+        let admitted = live.advance(t(1), false);
+        let r = ReservationId(uuid::Uuid::from_u128(9));
+        assert!(live.note_hold(UserId(2), r, t(100)));
+        let mut replayed = QueueState::new(ConcertId(1), rules);
+        for event in &events {
+            replayed.replay(event);
+        }
+        replayed.replay_hold(UserId(2), r, t(100));
+        for event in &admitted {
+            replayed.replay(event);
+        }
+        assert_eq!(replayed.entry(UserId(2)), live.entry(UserId(2)));
+        for room in [&mut live, &mut replayed] {
+            room.advance(t(99), false);
+            assert_eq!(status(room, 2).0, EntryStatus::Active);
+            room.advance(t(100), false);
+            assert_eq!(status(room, 2).0, EntryStatus::Expired);
+        }
+    }
+
+    #[test]
+    fn a_hold_noted_by_the_date_and_by_an_older_room_record_is_noted_once() {
+        let mut live = room();
+        join(&mut live, 1, t(0));
+        let mut replayed = live.clone();
+        let r = ReservationId(uuid::Uuid::from_u128(9));
+        assert!(live.note_hold(UserId(1), r, t(300)));
+        assert!(!live.note_hold(UserId(1), r, t(300)), "noted once");
+        replayed.replay_hold(UserId(1), r, t(300));
+        replayed.replay(&QueueEvent::HoldNoted {
+            user: UserId(1),
+            reservation_id: r,
+            expires_at: t(300),
+        });
+        assert_eq!(replayed.entry(UserId(1)), live.entry(UserId(1)));
+    }
+
+    #[test]
+    fn a_hold_of_an_ended_entry_is_not_noted() {
+        let mut room = room();
+        join(&mut room, 1, t(0));
+        room.leave(UserId(1), t(1)).unwrap();
+        join(&mut room, 1, t(2));
+        room.leave(UserId(1), t(3)).unwrap();
+        let r = ReservationId(uuid::Uuid::from_u128(9));
+        assert!(!room.note_hold(UserId(1), r, t(300)));
+        room.replay_hold(UserId(1), r, t(300));
+        assert_eq!(room.entry(UserId(1)), None);
+    }
+
+    #[test]
     fn room_records_logged_after_the_payment_that_ended_the_entry_replay_as_no_ops() {
         // Live order: the room notes a hold, releases it, and only then hears of the
         // payment; the log has the payment first and the room's records after it.
@@ -887,8 +977,14 @@ mod tests {
         }
         events.extend(live.advance(t(0), false));
         let r = ReservationId(uuid::Uuid::from_u128(9));
+        assert!(live.note_hold(UserId(1), r, t(300)));
         let late = [
-            live.note_hold(UserId(1), r, t(300)).unwrap(),
+            // As older logs have it: the room logged its note of the hold.
+            QueueEvent::HoldNoted {
+                user: UserId(1),
+                reservation_id: r,
+                expires_at: t(300),
+            },
             live.release_hold(UserId(1), r).unwrap(),
             QueueEvent::Expired {
                 user: UserId(1),

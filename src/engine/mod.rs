@@ -30,7 +30,7 @@ pub mod wallet;
 
 use crate::domain::catalog::{CatalogCommand, CatalogEvent, CatalogState, Concert, ConcertSpec};
 use crate::domain::date::{
-    DateState, Payment, RefundReason, Reservation, SeatStatus, check_seat_list,
+    DateEvent, DateState, Payment, RefundReason, Reservation, SeatStatus, check_seat_list,
 };
 use crate::domain::queue::{EntryView, QueueState};
 use crate::domain::sales::{DateSales, ReservationFilter};
@@ -274,6 +274,11 @@ impl Engine {
                 date.handle
                     .follow(date::Followed::Event(event.clone()))
                     .await?;
+                if let DateEvent::SeatsHeld(held) = event {
+                    let concert = self.concert(held.concert_id).map_err(missing)?;
+                    let followed = queue::Followed::Hold(held.clone());
+                    concert.queue.follow(followed).await?;
+                }
             }
             Event::Queue(concert, event) => {
                 let concert = self.concert(*concert).map_err(missing)?;
@@ -414,8 +419,10 @@ impl Engine {
             return Err(Rejection::SeatUnavailable(taken).into());
         }
         let reservation = date.handle.hold(user, seats).await?;
-        // The seats are held and logged: the hold succeeded. Should the room not take
-        // note (overloaded), the entry just ends with its active window instead.
+        // The seats are held and logged: the hold succeeded. The room notes it (no
+        // await in between, so a caller that goes away cannot skip this). Should the
+        // room be overloaded, the entry just ends with its active window instead, until
+        // a restart: replay notes every logged hold.
         if let Err(e) = concert
             .queue
             .note_hold(user, reservation.id, reservation.expires_at)

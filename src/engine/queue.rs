@@ -18,7 +18,7 @@ use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::views::{DateView, QueueView};
 use super::{Error, Reply};
-use crate::domain::date::Payment;
+use crate::domain::date::{Payment, Reservation};
 use crate::domain::queue::{EntryStatus, EntryView, QueueEvent, QueueState};
 use crate::domain::{Event, ReservationId, Ticket, Timestamp, UserId};
 use std::sync::Arc;
@@ -67,6 +67,8 @@ pub enum Followed {
     Event(QueueEvent),
     /// A payment that completes an entry.
     Payment(Payment),
+    /// A hold the date logged (`SeatsHeld`): the holder's entry ends with it unpaid.
+    Hold(Arc<Reservation>),
 }
 
 impl QueueMessage {
@@ -79,6 +81,7 @@ impl QueueMessage {
             | QueueMessage::ReleaseHold { user, .. } => Some(*user),
             QueueMessage::Complete { payment, .. }
             | QueueMessage::Follow(Followed::Payment(payment)) => Some(payment.user),
+            QueueMessage::Follow(Followed::Hold(held)) => Some(held.user),
             QueueMessage::Follow(Followed::Event(_)) | QueueMessage::Promoted => None,
         }
     }
@@ -135,7 +138,8 @@ impl QueueHandle {
     }
 
     /// Tells the room an active user holds seats until `expires_at` (the entry then
-    /// ends if the hold expires unpaid). Does not wait; fails only if the mailbox is full.
+    /// ends if the hold expires unpaid). Nothing is logged for it: the date logged the
+    /// hold. Does not wait; fails only if the mailbox is full.
     pub fn note_hold(
         &self,
         user: UserId,
@@ -322,8 +326,9 @@ impl QueueActor {
                 reservation_id,
                 expires_at,
             } => {
-                if let Some(event) = self.state.note_hold(user, reservation_id, expires_at) {
-                    self.log(event, batch);
+                // Logged already, by the date (`SeatsHeld`): replay notes it from there.
+                if self.state.note_hold(user, reservation_id, expires_at) {
+                    self.publish(user);
                 }
             }
             QueueMessage::ReleaseHold {
@@ -347,6 +352,10 @@ impl QueueActor {
             }
             QueueMessage::Follow(Followed::Payment(payment)) => {
                 self.state.replay_payment(&payment);
+            }
+            QueueMessage::Follow(Followed::Hold(held)) => {
+                self.state.replay_hold(held.user, held.id, held.expires_at);
+                self.publish(held.user);
             }
             QueueMessage::Promoted => self.state.refresh_idle(now),
         }
