@@ -480,6 +480,8 @@ impl QueueState {
                             EntryStatus::Active,
                             "only an active user holds"
                         );
+                        // A user has a hold or two: grow by one, not to four.
+                        entry.holds.reserve_exact(1);
                         entry.holds.push((reservation_id, expires_at));
                     });
                 }
