@@ -24,6 +24,7 @@ use super::{
     Timestamp, UserId, Won,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -90,6 +91,9 @@ pub struct Admission {
     pub at: Timestamp,
 }
 
+/// The seats of a reservation: a few, so they are kept inline.
+pub type SeatList = SmallVec<[SeatId; 4]>;
+
 /// A hold on seats and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -101,8 +105,9 @@ pub struct Reservation {
     pub concert_id: ConcertId,
     /// The date of its seats.
     pub date_id: DateId,
-    /// The seats, in the order asked for.
-    pub seats: Vec<SeatId>,
+    /// The seats, in the order asked for: up to four inline, in the reservation itself.
+    /// (Logged as a list, as a `Vec` would be.)
+    pub seats: SeatList,
     /// The sum of the seats' prices.
     pub amount: Won,
     /// Its recorded status; see [`Reservation::status_at`] for the status at an instant.
@@ -685,7 +690,7 @@ impl DateState {
             user,
             concert_id: self.concert_id,
             date_id: self.date_id,
-            seats,
+            seats: SeatList::from_slice(&seats),
             amount,
             status: ReservationStatus::Held,
             created_at: now,
@@ -1448,6 +1453,16 @@ mod tests {
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
         assert_eq!(replayed.seats_by_user, live.seats_by_user);
+    }
+
+    #[test]
+    fn a_seat_list_is_logged_as_a_vec_would_be() {
+        let config = bincode::config::standard();
+        let list: SeatList = seats(&[3, 1, 2, 9, 5]).into_iter().collect();
+        assert_eq!(
+            bincode::serde::encode_to_vec(&list, config).unwrap(),
+            bincode::serde::encode_to_vec(seats(&[3, 1, 2, 9, 5]), config).unwrap()
+        );
     }
 
     /// A date as snapshots have always saved it: every seat with its state.
