@@ -479,7 +479,7 @@ fn reservation(user: u64, id: u128, seats: Vec<SeatId>, at: Timestamp) -> Reserv
         concert_id: ConcertId(1),
         date_id: DateId(1),
         amount: Won(PRICE * seats.len() as u64),
-        seats,
+        seats: seats.into_iter().collect(),
         status: ReservationStatus::Held,
         created_at: at,
         expires_at: at + chrono::Duration::seconds(300),

@@ -467,7 +467,11 @@ async fn hold(world: &World, log: &mut UserLog, seats: &[u32], command: &Command
             assert_eq!(reservation.user, log.user);
             assert_eq!(reservation.concert_id, world.concert);
             assert_eq!(reservation.date_id, world.date);
-            assert_eq!(reservation.seats, seats, "the seats in the order asked for");
+            assert_eq!(
+                reservation.seats.as_slice(),
+                seats.as_slice(),
+                "the seats in the order asked for"
+            );
             let amount = seats.iter().map(|&s| price(world.seats, s).0).sum::<u64>();
             assert_eq!(reservation.amount, Won(amount));
             assert_eq!(reservation.status, ReservationStatus::Held);

@@ -23,7 +23,8 @@ use super::{
     ConcertId, DateId, IdMap, IdSet, PaymentId, RefundId, Rejection, ReservationId, SeatId,
     Timestamp, UserId, Won,
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -90,6 +91,9 @@ pub struct Admission {
     pub at: Timestamp,
 }
 
+/// The seats of a reservation: a few, so they are kept inline.
+pub type SeatList = SmallVec<[SeatId; 4]>;
+
 /// A hold on seats and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -101,8 +105,9 @@ pub struct Reservation {
     pub concert_id: ConcertId,
     /// The date of its seats.
     pub date_id: DateId,
-    /// The seats, in the order asked for.
-    pub seats: Vec<SeatId>,
+    /// The seats, in the order asked for: up to four inline, in the reservation itself.
+    /// (Logged as a list, as a `Vec` would be.)
+    pub seats: SeatList,
     /// The sum of the seats' prices.
     pub amount: Won,
     /// Its recorded status; see [`Reservation::status_at`] for the status at an instant.
@@ -340,25 +345,165 @@ pub fn check_seat_list(layout: &Layout, seats: &[SeatId], max: usize) -> Result<
 }
 
 /// The seats and reservations of one concert date.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// A free seat is stored nowhere: the state keeps one bit per seat (taken or not), and
+/// which reservation takes a seat is in that reservation. A snapshot still lists every
+/// seat with its state (see [`SavedDate`]), as it always has.
+#[derive(Debug, Clone)]
 pub struct DateState {
+    date_id: DateId,
+    concert_id: ConcertId,
+    starts_at: Timestamp,
+    layout: Arc<Layout>,
+    /// Configuration, not state: not saved, set again on load.
+    rules: DateRules,
+    taken: Taken,
+    reservations: IdMap<ReservationId, Arc<Reservation>>,
+    seats_by_user: IdMap<UserId, u32>,
+    /// Derived: rebuilt on load (see `set_rules`).
+    deadlines: Deadlines,
+    counts: SeatCounts,
+    paused: bool,
+    cancelled_at: Option<Timestamp>,
+}
+
+/// A date as a snapshot saves it: every seat listed with its state (one byte for a free
+/// one), in the layout snapshots have always had. Its fields, in this order, are those
+/// of [`LoadedDate`].
+#[derive(Serialize)]
+struct SavedDate<'a> {
+    date_id: DateId,
+    concert_id: ConcertId,
+    #[serde(with = "crate::domain::time::compact")]
+    starts_at: Timestamp,
+    layout: &'a Arc<Layout>,
+    seats: SavedSeats<'a>,
+    reservations: &'a IdMap<ReservationId, Arc<Reservation>>,
+    seats_by_user: &'a IdMap<UserId, u32>,
+    counts: SeatCounts,
+    paused: bool,
+    #[serde(with = "crate::domain::time::compact_option")]
+    cancelled_at: Option<Timestamp>,
+}
+
+/// A date as a snapshot holds it (see [`SavedDate`]).
+#[derive(Deserialize)]
+struct LoadedDate {
     date_id: DateId,
     concert_id: ConcertId,
     #[serde(with = "crate::domain::time::compact")]
     starts_at: Timestamp,
     layout: Arc<Layout>,
-    /// Configuration, not state: not saved, set again on load.
-    #[serde(skip)]
-    rules: DateRules,
     seats: Vec<Seat>,
     reservations: IdMap<ReservationId, Arc<Reservation>>,
     seats_by_user: IdMap<UserId, u32>,
-    #[serde(skip)] // Derived: rebuilt on load (see `set_rules`).
-    deadlines: Deadlines,
     counts: SeatCounts,
     paused: bool,
     #[serde(with = "crate::domain::time::compact_option")]
     cancelled_at: Option<Timestamp>,
+}
+
+/// Every seat of a date with its state, by id, written as it is read from the
+/// reservations (only the taken seats are gathered first).
+struct SavedSeats<'a>(&'a DateState);
+
+impl Serialize for SavedSeats<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let date = self.0;
+        let mut taken: Vec<(SeatId, Seat)> = date
+            .reservations
+            .values()
+            .filter_map(|r| Some((r, taking(r)?)))
+            .flat_map(|(r, seat)| r.seats.iter().map(move |&id| (id, seat)))
+            .collect();
+        taken.sort_unstable_by_key(|(id, _)| *id);
+        let mut taken = taken.into_iter().peekable();
+        serializer.collect_seq((1..=date.layout.seats_total()).map(|id| {
+            taken
+                .next_if(|(taken, _)| taken.0 == id)
+                .map_or(Seat::Available, |(_, seat)| seat)
+        }))
+    }
+}
+
+impl Serialize for DateState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SavedDate {
+            date_id: self.date_id,
+            concert_id: self.concert_id,
+            starts_at: self.starts_at,
+            layout: &self.layout,
+            seats: SavedSeats(self),
+            reservations: &self.reservations,
+            seats_by_user: &self.seats_by_user,
+            counts: self.counts,
+            paused: self.paused,
+            cancelled_at: self.cancelled_at,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DateState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let loaded = LoadedDate::deserialize(deserializer)?;
+        let mut taken = Taken::new(loaded.layout.seats_total());
+        for (index, seat) in loaded.seats.iter().enumerate() {
+            if *seat != Seat::Available {
+                taken.set(SeatId(index as u32 + 1), true);
+            }
+        }
+        Ok(DateState {
+            date_id: loaded.date_id,
+            concert_id: loaded.concert_id,
+            starts_at: loaded.starts_at,
+            layout: loaded.layout,
+            rules: DateRules::default(),
+            taken,
+            reservations: loaded.reservations,
+            seats_by_user: loaded.seats_by_user,
+            deadlines: Deadlines::default(),
+            counts: loaded.counts,
+            paused: loaded.paused,
+            cancelled_at: loaded.cancelled_at,
+        })
+    }
+}
+
+/// The state a reservation puts its seats in: held while it is `HELD`, sold while it
+/// is `PAID`, none otherwise.
+fn taking(reservation: &Reservation) -> Option<Seat> {
+    match reservation.status {
+        ReservationStatus::Held => Some(Seat::Held(reservation.id)),
+        ReservationStatus::Paid => Some(Seat::Sold(reservation.id)),
+        _ => None,
+    }
+}
+
+/// Which seats are taken (held or sold): one bit per seat, by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Taken(Box<[u64]>);
+
+impl Taken {
+    /// `seats` seats, none taken.
+    fn new(seats: u32) -> Taken {
+        Taken(vec![0; seats.div_ceil(64) as usize].into_boxed_slice())
+    }
+
+    fn contains(&self, id: SeatId) -> bool {
+        let index = id.0 as usize - 1;
+        self.0[index / 64] & (1 << (index % 64)) != 0
+    }
+
+    fn set(&mut self, id: SeatId, taken: bool) {
+        let index = id.0 as usize - 1;
+        let (word, bit) = (&mut self.0[index / 64], 1u64 << (index % 64));
+        if taken {
+            *word |= bit;
+        } else {
+            *word &= !bit;
+        }
+    }
 }
 
 impl DateState {
@@ -378,7 +523,7 @@ impl DateState {
             paused: false,
             cancelled_at: None,
             rules,
-            seats: vec![Seat::Available; total as usize],
+            taken: Taken::new(total),
             reservations: IdMap::default(),
             seats_by_user: IdMap::default(),
             deadlines: Deadlines::default(),
@@ -454,9 +599,22 @@ impl DateState {
         self.counts
     }
 
-    /// The recorded state of a seat.
+    /// The recorded state of a seat. For a taken seat this searches the reservations
+    /// (no seat records its reservation): for checks and tests, not for a hot path.
     pub fn seat(&self, id: SeatId) -> Option<Seat> {
-        self.seats.get((id.0 as usize).checked_sub(1)?).copied()
+        if id.0 == 0 || id.0 > self.layout.seats_total() {
+            return None;
+        }
+        if !self.taken.contains(id) {
+            return Some(Seat::Available);
+        }
+        let seat = self
+            .reservations
+            .values()
+            .filter(|r| r.seats.contains(&id))
+            .find_map(|r| taking(r))
+            .expect("a taken seat has its live or paid reservation");
+        Some(seat)
     }
 
     /// A reservation by id.
@@ -511,7 +669,7 @@ impl DateState {
         let taken: Vec<SeatId> = seats
             .iter()
             .copied()
-            .filter(|&s| self.seat(s) != Some(Seat::Available))
+            .filter(|&s| self.taken.contains(s))
             .collect();
         if !taken.is_empty() {
             return Err(Rejection::SeatUnavailable(taken));
@@ -532,7 +690,7 @@ impl DateState {
             user,
             concert_id: self.concert_id,
             date_id: self.date_id,
-            seats,
+            seats: SeatList::from_slice(&seats),
             amount,
             status: ReservationStatus::Held,
             created_at: now,
@@ -801,7 +959,7 @@ impl DateState {
         reservation.refund_id = Some(refund.id);
         let (id, user, seats) = (reservation.id, reservation.user, reservation.seats.clone());
         move_seats(
-            &mut self.seats,
+            &mut self.taken,
             &mut self.counts,
             &seats,
             Seat::Sold(id),
@@ -831,7 +989,7 @@ impl DateState {
         self.deadlines
             .remove(reservation.expires_at, reservation.id);
         move_seats(
-            &mut self.seats,
+            &mut self.taken,
             &mut self.counts,
             &reservation.seats,
             Seat::Held(reservation.id),
@@ -845,7 +1003,7 @@ impl DateState {
             "reservation ids are unique"
         );
         move_seats(
-            &mut self.seats,
+            &mut self.taken,
             &mut self.counts,
             &reservation.seats,
             Seat::Available,
@@ -873,7 +1031,7 @@ impl DateState {
         reservation.status = status;
         self.deadlines.remove(reservation.expires_at, id);
         move_seats(
-            &mut self.seats,
+            &mut self.taken,
             &mut self.counts,
             &reservation.seats,
             Seat::Held(id),
@@ -956,12 +1114,16 @@ impl Deadlines {
 }
 
 /// Moves every one of `ids` from `from` to `to` and keeps the counts with them: the one
-/// place a seat changes state. Each seat must be in `from` (a bug otherwise).
-fn move_seats(seats: &mut [Seat], counts: &mut SeatCounts, ids: &[SeatId], from: Seat, to: Seat) {
-    for id in ids {
-        let slot = &mut seats[id.0 as usize - 1];
-        assert_eq!(*slot, from, "seat {id} moves from the state it is in");
-        *slot = to;
+/// place a seat changes state. Each seat must be taken or free as `from` says (a bug
+/// otherwise); which reservation takes it is the reservation's to say.
+fn move_seats(taken: &mut Taken, counts: &mut SeatCounts, ids: &[SeatId], from: Seat, to: Seat) {
+    for &id in ids {
+        assert_eq!(
+            taken.contains(id),
+            from != Seat::Available,
+            "seat {id} moves from the state it is in"
+        );
+        taken.set(id, to != Seat::Available);
     }
     let n = ids.len() as u32;
     *counts.of_mut(from) -= n;
@@ -1287,10 +1449,62 @@ mod tests {
         }
         replayed.replay_payment(&payments[0]);
         replayed.replay(&events[4]);
-        assert_eq!(replayed.seats, live.seats);
+        assert_eq!(replayed.taken, live.taken);
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
         assert_eq!(replayed.seats_by_user, live.seats_by_user);
+    }
+
+    #[test]
+    fn a_seat_list_is_logged_as_a_vec_would_be() {
+        let config = bincode::config::standard();
+        let list: SeatList = seats(&[3, 1, 2, 9, 5]).into_iter().collect();
+        assert_eq!(
+            bincode::serde::encode_to_vec(&list, config).unwrap(),
+            bincode::serde::encode_to_vec(seats(&[3, 1, 2, 9, 5]), config).unwrap()
+        );
+    }
+
+    /// A date as snapshots have always saved it: every seat with its state.
+    #[derive(Serialize, Deserialize)]
+    struct OldDate {
+        date_id: DateId,
+        concert_id: ConcertId,
+        #[serde(with = "crate::domain::time::compact")]
+        starts_at: Timestamp,
+        layout: Arc<Layout>,
+        seats: Vec<Seat>,
+        reservations: IdMap<ReservationId, Arc<Reservation>>,
+        seats_by_user: IdMap<UserId, u32>,
+        counts: SeatCounts,
+        paused: bool,
+        #[serde(with = "crate::domain::time::compact_option")]
+        cancelled_at: Option<Timestamp>,
+    }
+
+    #[test]
+    fn a_snapshot_lists_every_seat_as_before_and_loads_back() {
+        let mut date = date();
+        hold(&mut date, 1, &[2, 7], 1, t(0)).unwrap();
+        hold(&mut date, 2, &[9, 1], 2, t(1)).unwrap();
+        pay(&mut date, 2, 2, 1000, t(2)).unwrap();
+        hold(&mut date, 3, &[4], 3, t(3)).unwrap();
+        date.cancel(UserId(3), rid(3), t(4)).unwrap();
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&date, config).unwrap();
+        let (old, _): (OldDate, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        let expected: Vec<Seat> = (1..=10).map(|s| date.seat(SeatId(s)).unwrap()).collect();
+        assert_eq!(old.seats, expected);
+        assert_eq!(old.seats[1], Seat::Held(rid(1)));
+        assert_eq!(old.seats[8], Seat::Sold(rid(2)));
+        let old_bytes = bincode::serde::encode_to_vec(&old, config).unwrap();
+        let (mut loaded, _): (DateState, usize) =
+            bincode::serde::decode_from_slice(&old_bytes, config).unwrap();
+        loaded.set_rules(RULES);
+        assert_eq!(loaded.taken, date.taken);
+        assert_eq!(loaded.reservations, date.reservations);
+        assert_eq!(loaded.counts, date.counts);
+        assert_eq!(loaded.next_deadline(), date.next_deadline());
     }
 
     fn refund(
@@ -1495,7 +1709,7 @@ mod tests {
             replayed.replay(event);
         }
         replayed.replay_refund(&cancelled);
-        assert_eq!(replayed.seats, live.seats);
+        assert_eq!(replayed.taken, live.taken);
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
         assert_eq!(replayed.seats_by_user, live.seats_by_user);

@@ -300,7 +300,7 @@ impl From<&Reservation> for ReservationFacts {
             user_id: r.user,
             concert_id: r.concert_id,
             date_id: r.date_id,
-            seat_ids: r.seats.clone(),
+            seat_ids: r.seats.to_vec(),
             amount: r.amount,
         }
     }
@@ -584,7 +584,7 @@ mod tests {
             user: UserId(3),
             concert_id: ConcertId(1),
             date_id: DateId(2),
-            seats: vec![SeatId(5), SeatId(6)],
+            seats: [SeatId(5), SeatId(6)].into_iter().collect(),
             amount: Won(200),
             status: super::super::date::ReservationStatus::Paid,
             created_at: at,

@@ -450,7 +450,11 @@ impl QueueState {
             !entry.status.is_final() && entry.holds.iter().all(|(id, _)| *id != reservation_id)
         });
         if noted {
-            self.reindex(user, |entry| entry.holds.push((reservation_id, expires_at)));
+            self.reindex(user, |entry| {
+                // A user has a hold or two: grow by one, not to four.
+                entry.holds.reserve_exact(1);
+                entry.holds.push((reservation_id, expires_at));
+            });
         }
         noted
     }

@@ -1,8 +1,10 @@
 //! [`DateView`]: the live seat map of one date, written only by its date actor.
 //!
 //! What a reader takes:
-//! - a seat's status ([`DateView::seat_status`]): one atomic load of the seat's word
-//!   (status and hold deadline packed together); lock-free;
+//! - a seat's status ([`DateView::seat_status`]): one atomic load of the seat's status
+//!   byte, and for a held seat one of the earliest live deadline; lock-free unless a
+//!   hold has passed its deadline and the actor has not recorded it yet (then the
+//!   tally says whether this seat's hold is one of them);
 //! - the counts ([`DateView::seats_available`], [`DateView::recorded_counts`],
 //!   [`DateView::is_sold_out`]): a brief `parking_lot` mutex on the tally, which the
 //!   date actor takes once per published change to update the counts and the live
@@ -17,24 +19,28 @@ use crate::domain::catalog::{Date, SeatInfo};
 use crate::domain::date::{Reservation, ReservationStatus, SeatCounts, SeatStatus};
 use crate::domain::{SeatId, Timestamp};
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-const STATUS_SHIFT: u32 = 62;
-const DEADLINE_MASK: u64 = (1 << STATUS_SHIFT) - 1;
-const HELD: u64 = 1;
-const SOLD: u64 = 2;
+const AVAILABLE: u8 = 0;
+const HELD: u8 = 1;
+const SOLD: u8 = 2;
 
-/// An instant in microseconds since 1970, as packed beside a seat's status.
+/// An instant in microseconds since 1970.
 fn micros(at: Timestamp) -> u64 {
-    u64::try_from(at.timestamp_micros()).unwrap_or(0) & DEADLINE_MASK
+    u64::try_from(at.timestamp_micros()).unwrap_or(0)
 }
 
 /// The live seat map of one date.
 pub struct DateView {
     /// The date (static).
     pub date: Date,
-    seats: Box<[AtomicU64]>,
+    /// Each seat's recorded status, by id: one byte per seat.
+    seats: Box<[AtomicU8]>,
+    /// The earliest deadline of a live hold (microseconds; `u64::MAX`: none), stored
+    /// before the status bytes of the holds it covers: a held seat read while it is in
+    /// the future is held.
+    earliest: AtomicU64,
     /// Counts and live deadlines, changed together so a reader never sees one without
     /// the other.
     tally: Mutex<Tally>,
@@ -45,8 +51,41 @@ pub struct DateView {
 #[derive(Default)]
 struct Tally {
     counts: SeatCounts,
-    /// Live holds' deadlines (microseconds) and how many seats each releases.
-    deadlines: BTreeMap<u64, u32>,
+    /// Live holds' deadlines (microseconds) and the seats each releases.
+    deadlines: BTreeMap<u64, BTreeSet<SeatId>>,
+}
+
+impl Tally {
+    fn add(&mut self, deadline: u64, seats: &[SeatId]) {
+        self.deadlines
+            .entry(deadline)
+            .or_default()
+            .extend(seats.iter().copied());
+    }
+
+    fn remove(&mut self, deadline: u64, seats: &[SeatId]) {
+        if let Some(held) = self.deadlines.get_mut(&deadline) {
+            for seat in seats {
+                held.remove(seat);
+            }
+            if held.is_empty() {
+                self.deadlines.remove(&deadline);
+            }
+        }
+    }
+
+    fn earliest(&self) -> u64 {
+        self.deadlines
+            .first_key_value()
+            .map_or(u64::MAX, |(at, _)| *at)
+    }
+
+    /// Whether `seat` is held by a hold whose deadline is at or before `now`.
+    fn lapsed(&self, seat: SeatId, now: u64) -> bool {
+        self.deadlines
+            .range(..=now)
+            .any(|(_, seats)| seats.contains(&seat))
+    }
 }
 
 impl DateView {
@@ -59,7 +98,8 @@ impl DateView {
             sold: 0,
         };
         DateView {
-            seats: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            seats: (0..total).map(|_| AtomicU8::new(AVAILABLE)).collect(),
+            earliest: AtomicU64::new(u64::MAX),
             tally: Mutex::new(Tally {
                 counts,
                 deadlines: BTreeMap::new(),
@@ -76,24 +116,9 @@ impl DateView {
         reservations: impl Iterator<Item = &'a Reservation>,
         counts: SeatCounts,
     ) {
-        let mut tally = self.tally.lock();
-        for reservation in reservations {
-            let deadline = micros(reservation.expires_at);
-            let word = match reservation.status {
-                ReservationStatus::Held => {
-                    *tally.deadlines.entry(deadline).or_default() += reservation.seats.len() as u32;
-                    (HELD << STATUS_SHIFT) | deadline
-                }
-                ReservationStatus::Paid => SOLD << STATUS_SHIFT,
-                ReservationStatus::Expired
-                | ReservationStatus::Cancelled
-                | ReservationStatus::Refunded => continue,
-            };
-            for seat in &reservation.seats {
-                self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
-            }
-        }
-        tally.counts = counts;
+        let shown = reservations
+            .filter(|r| matches!(r.status, ReservationStatus::Held | ReservationStatus::Paid));
+        self.show(shown, counts);
     }
 
     /// Shows the reservations one event changed (each changes once: held, or from held
@@ -104,30 +129,24 @@ impl DateView {
         counts: SeatCounts,
     ) {
         let mut tally = self.tally.lock();
-        for reservation in changed {
+        let changed: Vec<&Reservation> = changed.into_iter().collect();
+        for reservation in &changed {
             let deadline = micros(reservation.expires_at);
-            let n = reservation.seats.len() as u32;
-            let word = match reservation.status {
-                ReservationStatus::Held => {
-                    *tally.deadlines.entry(deadline).or_default() += n;
-                    (HELD << STATUS_SHIFT) | deadline
-                }
-                status => {
-                    if let Some(count) = tally.deadlines.get_mut(&deadline) {
-                        *count -= n;
-                        if *count == 0 {
-                            tally.deadlines.remove(&deadline);
-                        }
-                    }
-                    if status == ReservationStatus::Paid {
-                        SOLD << STATUS_SHIFT
-                    } else {
-                        0
-                    }
-                }
+            match reservation.status {
+                ReservationStatus::Held => tally.add(deadline, &reservation.seats),
+                _ => tally.remove(deadline, &reservation.seats),
+            }
+        }
+        // Before the bytes: a reader that sees a new hold's byte sees its deadline.
+        self.earliest.store(tally.earliest(), Ordering::Release);
+        for reservation in changed {
+            let status = match reservation.status {
+                ReservationStatus::Held => HELD,
+                ReservationStatus::Paid => SOLD,
+                _ => AVAILABLE,
             };
             for seat in &reservation.seats {
-                self.seats[seat.0 as usize - 1].store(word, Ordering::Release);
+                self.seats[seat.0 as usize - 1].store(status, Ordering::Release);
             }
         }
         tally.counts = counts;
@@ -138,7 +157,7 @@ impl DateView {
     pub(in crate::engine) fn show_freed(&self, reservation: &Reservation, counts: SeatCounts) {
         let mut tally = self.tally.lock();
         for seat in &reservation.seats {
-            self.seats[seat.0 as usize - 1].store(0, Ordering::Release);
+            self.seats[seat.0 as usize - 1].store(AVAILABLE, Ordering::Release);
         }
         tally.counts = counts;
     }
@@ -171,12 +190,21 @@ impl DateView {
 
     /// A seat's status at `now`.
     pub fn seat_status(&self, id: SeatId, now: Timestamp) -> Option<SeatStatus> {
-        let word = self
-            .seats
-            .get((id.0 as usize).checked_sub(1)?)?
-            .load(Ordering::Acquire);
-        Some(match word >> STATUS_SHIFT {
-            HELD if (word & DEADLINE_MASK) > micros(now) => SeatStatus::Held,
+        let byte = self.seats.get((id.0 as usize).checked_sub(1)?)?;
+        let now = micros(now);
+        Some(match byte.load(Ordering::Acquire) {
+            HELD if self.earliest.load(Ordering::Acquire) > now => SeatStatus::Held,
+            HELD => {
+                // Some hold has lapsed unrecorded: under the lock the byte and the
+                // deadlines agree, and say whether it is this seat's.
+                let tally = self.tally.lock();
+                match byte.load(Ordering::Acquire) {
+                    HELD if tally.lapsed(id, now) => SeatStatus::Available,
+                    HELD => SeatStatus::Held,
+                    SOLD => SeatStatus::Sold,
+                    _ => SeatStatus::Available,
+                }
+            }
             SOLD => SeatStatus::Sold,
             _ => SeatStatus::Available,
         })
@@ -185,7 +213,12 @@ impl DateView {
     /// Seats available at `now`, counting holds past their deadline as released.
     pub fn seats_available(&self, now: Timestamp) -> u32 {
         let tally = self.tally.lock();
-        let lapsed: u32 = tally.deadlines.range(..=micros(now)).map(|(_, n)| *n).sum();
+        let lapsed: usize = tally
+            .deadlines
+            .range(..=micros(now))
+            .map(|(_, seats)| seats.len())
+            .sum();
+        let lapsed = lapsed as u32;
         tally.counts.available + lapsed
     }
 

@@ -24,10 +24,10 @@ impl ReservationIndex {
             .insert(reservation.id, Arc::clone(reservation))
             .is_none();
         if fresh {
-            self.by_user
-                .entry(reservation.user)
-                .or_default()
-                .push(reservation.id);
+            let mut ids = self.by_user.entry(reservation.user).or_default();
+            // A user has a reservation or two: grow by one, not to four.
+            ids.reserve_exact(1);
+            ids.push(reservation.id);
         }
     }
 
