@@ -124,11 +124,18 @@ pub fn router(state: AppState) -> Router {
                 "METHOD_NOT_ALLOWED",
                 "method not allowed on this route",
             )
-        })
-        .layer(axum::middleware::from_fn_with_state(
+        });
+    // Only a cluster node may have to send writes elsewhere; a single node's requests
+    // skip the layer (it would let every one through).
+    let router = if state.cluster.is_some() {
+        router.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             cluster::route_writes,
         ))
+    } else {
+        router
+    };
+    let router = router
         .layer(DefaultBodyLimit::max(BODY_LEN_MAX))
         // Compresses what the client accepts, except event streams (the default
         // predicate leaves `text/event-stream` alone, so streams are never buffered),

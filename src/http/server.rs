@@ -41,6 +41,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -378,15 +379,14 @@ impl Connection {
         } else {
             options.header_read_timeout
         };
-        let (deadline, mut deadline_changed) =
-            watch::channel(Some(Instant::now() + first_head_timeout));
-        let activity = Arc::new(Activity {
-            deadline,
-            keep_alive_timeout: options.keep_alive_timeout,
-        });
+        let activity = Arc::new(Activity::new(
+            first_head_timeout,
+            options.keep_alive_timeout,
+        ));
         let this = Arc::new(self);
         let service = hyper::service::service_fn({
             let this = this.clone();
+            let activity = activity.clone();
             move |request| {
                 let busy = Busy::start(activity.clone());
                 let this = this.clone();
@@ -401,21 +401,24 @@ impl Connection {
         builder.keep_alive(!this.exempt_only);
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
+        let idle = idle_past_deadline(&activity, activity.opened + first_head_timeout);
+        let mut idle = std::pin::pin!(idle);
         let mut draining = false;
         loop {
-            let deadline = *deadline_changed.borrow_and_update();
             tokio::select! {
+                // The connection first: a request that ends while it is polled sets
+                // the deadline the idle timer then looks at.
+                biased;
                 result = connection.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!("connection ended: {e}");
                     }
                     return;
                 }
-                () = sleep_until(deadline) => {
+                () = idle.as_mut() => {
                     tracing::debug!("closing a connection that sent no request in time");
                     return;
                 }
-                Ok(()) = deadline_changed.changed() => {}
                 Ok(()) = stopping.changed(), if !draining => {
                     draining = true;
                     connection.as_mut().graceful_shutdown();
@@ -446,18 +449,76 @@ impl Connection {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+/// Resolves once the connection has waited past its deadline for a request head.
+///
+/// One timer per connection, armed at the deadline last seen: a request's end that
+/// moves the deadline later costs nothing here (the timer fires, reads the new
+/// deadline and waits again); one that moves it earlier (a keep-alive wait shorter
+/// than the first head's) is seen when this is next polled, right after the
+/// connection.
+fn idle_past_deadline(activity: &Activity, first: Instant) -> impl Future<Output = ()> + '_ {
+    let mut timer = Box::pin(tokio::time::sleep_until(first));
+    let mut armed = first;
+    std::future::poll_fn(move |cx| {
+        loop {
+            if let Some(deadline) = activity.deadline()
+                && deadline < armed
+            {
+                armed = deadline;
+                timer.as_mut().reset(deadline);
+            }
+            ready!(timer.as_mut().poll(cx));
+            armed = match activity.deadline() {
+                Some(deadline) if deadline <= Instant::now() => return Poll::Ready(()),
+                Some(deadline) => deadline,
+                // A request is being answered: its end starts the wait, which is at
+                // least this long from now.
+                None => Instant::now() + activity.keep_alive_timeout,
+            };
+            timer.as_mut().reset(armed);
+        }
+    })
 }
 
-/// When a connection must next show a request head by: set while it waits for one,
-/// `None` while a request is being answered.
+/// When a connection must next show a request head by, kept where the requests can
+/// set it without waking the connection's task: the task's timer fires at the
+/// deadline it last saw and then reads the current one.
 struct Activity {
-    deadline: watch::Sender<Option<Instant>>,
+    /// When the connection was taken; deadlines are counted from here.
+    opened: Instant,
+    /// Nanoseconds after `opened` by which the next request head must arrive, or
+    /// [`Activity::BUSY`] while a request is being answered.
+    deadline_nanos: AtomicU64,
     keep_alive_timeout: Duration,
+}
+
+impl Activity {
+    /// A request is being answered: no deadline.
+    const BUSY: u64 = u64::MAX;
+
+    /// A connection opened now, whose first request head must arrive within
+    /// `first_head_timeout`.
+    fn new(first_head_timeout: Duration, keep_alive_timeout: Duration) -> Activity {
+        Activity {
+            opened: Instant::now(),
+            deadline_nanos: AtomicU64::new(Self::nanos(first_head_timeout)),
+            keep_alive_timeout,
+        }
+    }
+
+    /// `after` in nanoseconds, short of [`Activity::BUSY`].
+    fn nanos(after: Duration) -> u64 {
+        u64::try_from(after.as_nanos()).map_or(Self::BUSY - 1, |n| n.min(Self::BUSY - 1))
+    }
+
+    /// When the next request head must have arrived; `None` while a request is being
+    /// answered.
+    fn deadline(&self) -> Option<Instant> {
+        match self.deadline_nanos.load(Ordering::Acquire) {
+            Self::BUSY => None,
+            nanos => Some(self.opened + Duration::from_nanos(nanos)),
+        }
+    }
 }
 
 /// A request being answered; when it is done, the keep-alive wait starts.
@@ -465,15 +526,19 @@ struct Busy(Arc<Activity>);
 
 impl Busy {
     fn start(activity: Arc<Activity>) -> Busy {
-        activity.deadline.send_replace(None);
+        activity
+            .deadline_nanos
+            .store(Activity::BUSY, Ordering::Release);
         Busy(activity)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let next = Instant::now() + self.0.keep_alive_timeout;
-        self.0.deadline.send_replace(Some(next));
+        let activity = &self.0;
+        let next = Instant::now() + activity.keep_alive_timeout;
+        let nanos = Activity::nanos(next.saturating_duration_since(activity.opened));
+        activity.deadline_nanos.store(nanos, Ordering::Release);
     }
 }
 

@@ -5,7 +5,10 @@
 //! group-commit driver, takes appends in arrival order, numbers their events, and hands
 //! every append that is waiting to the [`Log`] in one call. Once the log says they are
 //! durable, it passes the events to every [`Tap`] (in log order), then runs the
-//! appends' completions, so a tap has seen every event anybody was told about.
+//! appends' completions, so a tap has seen every event anybody was told about. Started
+//! from a tokio runtime (the server), it hands each commit's completions to one task
+//! on that runtime, which runs them in commit order: one wake-up per commit crosses
+//! from the writer thread, instead of one per waiting caller.
 //!
 //! - [`Log`] is the small interface a log implements: make these numbered events
 //!   durable after everything before them, or fail. [`super::file_log::FileLog`]
@@ -101,12 +104,17 @@ impl LogHandle {
         metrics: Arc<StoreMetrics>,
     ) -> std::io::Result<LogHandle> {
         let stopped = Arc::new(AtomicBool::new(false));
+        // Started from a runtime (the server), completions are run on it.
+        let releaser = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|runtime| Releaser::spawn(&runtime));
         let driver = Driver {
             log: Box::new(log),
             taps,
             next_seq,
             stopped: stopped.clone(),
             metrics,
+            releaser,
         };
         let (inbox, receiver) = mpsc::channel(INBOX_LEN);
         std::thread::Builder::new()
@@ -153,6 +161,7 @@ struct Driver {
     next_seq: u64,
     stopped: Arc<AtomicBool>,
     metrics: Arc<StoreMetrics>,
+    releaser: Option<Releaser>,
 }
 
 impl Driver {
@@ -240,9 +249,43 @@ impl Driver {
         for tap in &mut self.taps {
             tap.committed(first_seq, &events);
         }
-        for on_durable in completions {
-            on_durable(Ok(()));
+        match &self.releaser {
+            Some(releaser) => releaser.release(completions),
+            None => release(completions),
         }
+    }
+}
+
+/// Runs the completions of durable appends on a task of the runtime the log was
+/// started from, in commit order: the writer thread hands each commit's completions
+/// over with one wake-up, and the callers' tasks they wake are then woken from a
+/// worker thread (into its own run queue) rather than one by one from outside the
+/// runtime.
+struct Releaser(mpsc::UnboundedSender<Vec<OnDurable>>);
+
+impl Releaser {
+    fn spawn(runtime: &tokio::runtime::Handle) -> Releaser {
+        let (to_release, mut releases) = mpsc::unbounded_channel::<Vec<OnDurable>>();
+        runtime.spawn(async move {
+            while let Some(completions) = releases.recv().await {
+                release(completions);
+            }
+        });
+        Releaser(to_release)
+    }
+
+    /// Hands `completions` to the task; runs them here if the runtime is gone.
+    fn release(&self, completions: Vec<OnDurable>) {
+        if let Err(mpsc::error::SendError(completions)) = self.0.send(completions) {
+            release(completions);
+        }
+    }
+}
+
+/// Tells every completion its append is durable.
+fn release(completions: Vec<OnDurable>) {
+    for on_durable in completions {
+        on_durable(Ok(()));
     }
 }
 
