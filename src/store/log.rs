@@ -260,7 +260,8 @@ impl Driver {
 /// started from, in commit order: the writer thread hands each commit's completions
 /// over with one wake-up, and the callers' tasks they wake are then woken from a
 /// worker thread (into its own run queue) rather than one by one from outside the
-/// runtime.
+/// runtime. Its channel is unbounded, but what waits in it is bounded by what is in
+/// flight: each completion is an append whose caller still waits for it.
 struct Releaser(mpsc::UnboundedSender<Vec<OnDurable>>);
 
 impl Releaser {
