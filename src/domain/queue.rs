@@ -429,8 +429,7 @@ impl QueueState {
     }
 
     /// Replays a hold the date logged: a live entry of the user's (waiting or active)
-    /// ends unpaid when the hold does. A hold noted already (logs written before the
-    /// room stopped logging its own `HoldNoted`) is noted once.
+    /// ends unpaid when the hold does.
     pub fn replay_hold(
         &mut self,
         user: UserId,
@@ -446,9 +445,10 @@ impl QueueState {
         reservation_id: ReservationId,
         expires_at: Timestamp,
     ) -> bool {
-        let noted = self.entries.get(&user).is_some_and(|entry| {
-            !entry.status.is_final() && entry.holds.iter().all(|(id, _)| *id != reservation_id)
-        });
+        let noted = self
+            .entries
+            .get(&user)
+            .is_some_and(|entry| !entry.status.is_final());
         if noted {
             self.reindex(user, |entry| {
                 // A user has a hold or two: grow by one, not to four.
@@ -512,7 +512,16 @@ impl QueueState {
                 user,
                 reservation_id,
                 expires_at,
-            } => self.replay_hold(user, reservation_id, expires_at),
+            } => {
+                // Older logs have the date's `SeatsHeld` before this: noted already.
+                let noted = self
+                    .entries
+                    .get(&user)
+                    .is_some_and(|entry| entry.holds.iter().any(|(id, _)| *id == reservation_id));
+                if !noted {
+                    self.replay_hold(user, reservation_id, expires_at);
+                }
+            }
             QueueEvent::HoldReleased {
                 user,
                 reservation_id,
@@ -946,7 +955,6 @@ mod tests {
         let mut replayed = live.clone();
         let r = ReservationId(uuid::Uuid::from_u128(9));
         assert!(live.note_hold(UserId(1), r, t(300)));
-        assert!(!live.note_hold(UserId(1), r, t(300)), "noted once");
         replayed.replay_hold(UserId(1), r, t(300));
         replayed.replay(&QueueEvent::HoldNoted {
             user: UserId(1),
