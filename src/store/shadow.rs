@@ -13,12 +13,18 @@ use super::{StoreMetrics, snapshot};
 use crate::domain::{Event, Image, Rules};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Messages (each a whole commit's events) the replica may fall behind by.
 pub const INBOX_LEN: usize = 4096;
+
+/// Once it has applied everything sent so far, how long the replica lets commits gather
+/// before it looks again: in a sale, a commit every millisecond or so would otherwise
+/// wake its thread once each (a context switch per commit on a small machine). A
+/// snapshot asked for waits at most this much longer.
+const GATHER: Duration = Duration::from_millis(10);
 
 /// What the replica is told.
 enum ShadowMessage {
@@ -116,13 +122,26 @@ impl Shadow {
         // The last sequence number a snapshot was tried at: a failed one is not retried
         // before more events or the interval call for one.
         let mut tried_seq = self.snapshot_seq;
+        // Whether events were applied since the replica last let commits gather.
+        let mut applied = false;
         loop {
             let wait = self.interval.saturating_sub(last_snapshot.elapsed());
-            let due = match inbox.recv_timeout(wait) {
+            let message = match inbox.try_recv() {
+                Ok(message) => Ok(message),
+                Err(TryRecvError::Empty) if applied => {
+                    applied = false;
+                    std::thread::sleep(GATHER.min(wait));
+                    continue;
+                }
+                Err(TryRecvError::Empty) => inbox.recv_timeout(wait),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            };
+            let due = match message {
                 Ok(ShadowMessage::Events { first_seq, events }) => {
                     for (seq, event) in (first_seq..).zip(events.iter()) {
                         self.image.apply(seq, event, &self.rules);
                     }
+                    applied = true;
                     self.show_backlog();
                     self.image.seq - tried_seq >= self.every_events
                 }
