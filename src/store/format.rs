@@ -4,6 +4,7 @@
 use crate::domain::Event;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::io::{Seek, SeekFrom, Write};
 
 /// Magic at the start of a log segment.
 pub const LOG_MAGIC: &[u8; 8] = b"BOXOLOG1";
@@ -124,16 +125,70 @@ pub fn decode_record(bytes: &[u8]) -> Record {
 
 /// Encodes a snapshot of `value` taken after sequence number `seq`.
 pub fn encode_snapshot<T: Serialize>(seq: u64, value: &T) -> Vec<u8> {
-    let payload = bincode::serde::encode_to_vec(value, config()).expect("state always encodes");
-    let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
-    bytes.extend_from_slice(SNAPSHOT_MAGIC);
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&[0u8; 4]);
-    bytes.extend_from_slice(&seq.to_le_bytes());
-    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    bytes.extend_from_slice(&payload);
-    bytes
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    write_snapshot(seq, value, &mut bytes).expect("a Vec takes every byte");
+    bytes.into_inner()
+}
+
+/// Writes a snapshot of `value` taken after sequence number `seq` to `out`, from
+/// where it stands; answers its length in bytes. The payload streams straight to
+/// `out` (a snapshot of a big sale is tens of megabytes: no buffer holds it whole),
+/// and the header, which states its length and checksum, is written over its place
+/// at the end.
+pub fn write_snapshot<T: Serialize, W: Write + Seek>(
+    seq: u64,
+    value: &T,
+    mut out: W,
+) -> std::io::Result<u64> {
+    let start = out.stream_position()?;
+    out.write_all(&[0u8; SNAPSHOT_HEADER_LEN])?;
+    // Buffered before the checksum: bincode writes a field at a time.
+    let mut payload = std::io::BufWriter::with_capacity(
+        PAYLOAD_BUFFER,
+        Checksummed {
+            out: &mut out,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        },
+    );
+    bincode::serde::encode_into_std_write(value, &mut payload, config())
+        .map_err(std::io::Error::other)?;
+    let payload = payload.into_inner().map_err(|e| e.into_error())?;
+    let (len, crc) = (payload.len, payload.crc.finalize());
+    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
+    header.extend_from_slice(SNAPSHOT_MAGIC);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&[0u8; 4]);
+    header.extend_from_slice(&seq.to_le_bytes());
+    header.extend_from_slice(&len.to_le_bytes());
+    header.extend_from_slice(&crc.to_le_bytes());
+    out.seek(SeekFrom::Start(start))?;
+    out.write_all(&header)?;
+    out.seek(SeekFrom::Start(start + SNAPSHOT_HEADER_LEN as u64 + len))?;
+    Ok(SNAPSHOT_HEADER_LEN as u64 + len)
+}
+
+/// The buffer a snapshot's payload passes through on its way out.
+const PAYLOAD_BUFFER: usize = 1 << 20;
+
+/// A writer that counts and checksums what passes through it.
+struct Checksummed<W> {
+    out: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.out.write(bytes)?;
+        self.crc.update(&bytes[..written]);
+        self.len += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Decodes a snapshot: its sequence number and value.
@@ -237,5 +292,17 @@ mod tests {
         let mut damaged = bytes.clone();
         *damaged.last_mut().unwrap() ^= 1;
         assert!(decode_snapshot::<Vec<CatalogEvent>>(&damaged).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_streamed_after_other_bytes_reads_back_from_where_it_starts() {
+        let value: Vec<u64> = (0..100_000).collect();
+        let mut out = std::io::Cursor::new(b"before".to_vec());
+        out.set_position(6);
+        let len = write_snapshot(7, &value, &mut out).unwrap();
+        let bytes = out.into_inner();
+        assert_eq!(bytes.len() as u64, 6 + len, "it ends where it says");
+        assert_eq!(&bytes[..6], b"before");
+        assert_eq!(decode_snapshot::<Vec<u64>>(&bytes[6..]), Ok((7, value)));
     }
 }

@@ -3,7 +3,6 @@
 use super::format;
 use super::{StoreError, sync_dir};
 use crate::domain::Image;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Snapshots kept on disk.
@@ -42,12 +41,11 @@ pub fn numbered_files(dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>, S
 /// two; with one, a damaged snapshot must still be recoverable from the whole log) and
 /// the snapshot's size in bytes.
 pub fn write(dir: &Path, image: &Image) -> Result<(u64, u64), StoreError> {
-    let bytes = format::encode_snapshot(image.seq, image);
     let path = dir.join(file_name(image.seq));
     let temporary = dir.join(format!("{}.tmp", file_name(image.seq)));
     let mut file = std::fs::File::create(&temporary).map_err(StoreError::io(&temporary))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
+    let len = format::write_snapshot(image.seq, image, &mut file)
+        .and_then(|len| file.sync_all().map(|()| len))
         .map_err(StoreError::io(&temporary))?;
     drop(file);
     std::fs::rename(&temporary, &path).map_err(StoreError::io(&path))?;
@@ -63,7 +61,7 @@ pub fn write(dir: &Path, image: &Image) -> Result<(u64, u64), StoreError> {
     } else {
         0
     };
-    Ok((oldest_needed, bytes.len() as u64))
+    Ok((oldest_needed, len))
 }
 
 /// Removes unfinished snapshot writes left by a crash.
