@@ -1002,6 +1002,13 @@ async fn bench_memory() {
     let rules = config.rules();
     let dir = data_dir();
     let engine = start_engine(Journaling::Log(FsyncPolicy::Never), rules, dir.path());
+    // A first, small concert pays what any first concert costs once (actor tasks,
+    // threads and allocator heaps warming up, the log's and the replica's first
+    // buffers), so that the reading below is what the big date itself costs.
+    engine
+        .create_concert(flash_sale_spec(1000))
+        .await
+        .expect("created");
     let before = settled_rss().await;
     let concert = engine
         .create_concert(flash_sale_spec(u64::from(VENUE_SEATS)))
