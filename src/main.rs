@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 /// mimalloc rather than the system allocator: every request and every hold allocate
 /// and free small objects across threads, which glibc's malloc made a tenth of the
-/// server's CPU.
+/// server's CPU. It is built without transparent huge pages (`no_thp`): with them
+/// every large array (a date's seat view, its taken-seat bits) filled 2 MB pages, six
+/// bytes a seat instead of one, and each page was zeroed whole on first touch, which
+/// slowed recovery. On a host whose THP setting is `always` rather than `madvise`, set
+/// `MIMALLOC_ALLOW_THP=0` for the same effect.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
