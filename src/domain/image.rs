@@ -3,7 +3,8 @@
 //!
 //! [`Image::apply`] routes each logged event to its owners' `replay`, the same code
 //! the actors use live; [`Event::Paid`] goes to the date, the wallet and the queue,
-//! [`Event::Refunded`] to the date and the wallet.
+//! [`Event::Refunded`] to the date and the wallet, and a date's `SeatsHeld` to the
+//! date and the queue (the room does not log its note of a hold).
 
 use super::catalog::{CatalogEvent, CatalogState};
 use super::date::{DateEvent, DateState};
@@ -89,13 +90,14 @@ impl Image {
                     .insert(concert.id, QueueState::new(concert.id, rules.queue));
             }
             Event::Date(date, event) => {
-                let state = self.dates.get_mut(date).expect("a logged date exists");
-                state.replay(event);
+                self.dates
+                    .get_mut(date)
+                    .expect("a logged date exists")
+                    .replay(event);
                 // A hold is the room's too: if it expires unpaid, so does the entry.
                 if let DateEvent::SeatsHeld(held) = event {
-                    let concert = state.concert_id();
                     self.queues
-                        .get_mut(&concert)
+                        .get_mut(&held.concert_id)
                         .expect("a date's concert has a room")
                         .replay_hold(held.user, held.id, held.expires_at);
                 }

@@ -425,38 +425,29 @@ impl QueueState {
         reservation_id: ReservationId,
         expires_at: Timestamp,
     ) -> bool {
-        self.require_active(user).is_ok() && self.add_hold(user, reservation_id, expires_at)
+        self.require_active(user).is_ok() && self.replay_hold(user, reservation_id, expires_at)
     }
 
     /// Replays a hold the date logged: a live entry of the user's (waiting or active)
-    /// ends unpaid when the hold does.
+    /// ends unpaid when the hold does. Answers whether it was noted.
     pub fn replay_hold(
         &mut self,
         user: UserId,
         reservation_id: ReservationId,
         expires_at: Timestamp,
-    ) {
-        self.add_hold(user, reservation_id, expires_at);
-    }
-
-    fn add_hold(
-        &mut self,
-        user: UserId,
-        reservation_id: ReservationId,
-        expires_at: Timestamp,
     ) -> bool {
-        let noted = self
+        let live = self
             .entries
             .get(&user)
             .is_some_and(|entry| !entry.status.is_final());
-        if noted {
+        if live {
             self.reindex(user, |entry| {
                 // A user has a hold or two: grow by one, not to four.
                 entry.holds.reserve_exact(1);
                 entry.holds.push((reservation_id, expires_at));
             });
         }
-        noted
+        live
     }
 
     /// Forgets a hold the user cancelled.
