@@ -662,19 +662,24 @@ impl QueueState {
         }
     }
 
-    /// Changes an entry, keeping the active index in step with its deadline.
+    /// Changes an entry, keeping the active index in step with its deadline (moved
+    /// only if the change moved it: a hold that ends after the window, the usual case,
+    /// leaves it where it is).
     fn reindex(&mut self, user: UserId, change: impl FnOnce(&mut Entry)) {
         let entry = self
             .entries
             .get_mut(&user)
             .expect("a reindexed user has an entry");
-        let active = entry.status == EntryStatus::Active;
-        if active {
-            self.active.remove(&(entry.active_deadline(), user));
-        }
+        let before = (entry.status == EntryStatus::Active).then(|| entry.active_deadline());
         change(entry);
-        if active {
-            self.active.insert((entry.active_deadline(), user));
+        let after = (entry.status == EntryStatus::Active).then(|| entry.active_deadline());
+        if before != after {
+            if let Some(deadline) = before {
+                self.active.remove(&(deadline, user));
+            }
+            if let Some(deadline) = after {
+                self.active.insert((deadline, user));
+            }
         }
     }
 

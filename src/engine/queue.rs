@@ -327,9 +327,8 @@ impl QueueActor {
                 expires_at,
             } => {
                 // Logged already, by the date (`SeatsHeld`): replay notes it from there.
-                if self.state.note_hold(user, reservation_id, expires_at) {
-                    self.publish(user);
-                }
+                // The run loop shows the entry afterwards, as after every message.
+                self.state.note_hold(user, reservation_id, expires_at);
             }
             QueueMessage::ReleaseHold {
                 user,
@@ -355,7 +354,6 @@ impl QueueActor {
             }
             QueueMessage::Follow(Followed::Hold(held)) => {
                 self.state.replay_hold(held.user, held.id, held.expires_at);
-                self.publish(held.user);
             }
             QueueMessage::Promoted => self.state.refresh_idle(now),
         }
