@@ -101,6 +101,42 @@ impl Feed {
         position: Position,
         limit: usize,
     ) -> Result<(Vec<PublicEvent>, Position), FeedError> {
+        let read = self.read_through(position, limit, |seq, durable| {
+            self.records(seq, durable).map(Some)
+        })?;
+        // Records come from memory or files, so every one is at hand.
+        Ok(read.unwrap_or((Vec::new(), position)))
+    }
+
+    /// [`Feed::read`], from memory on this task when the tail holds the records (a
+    /// reader that keeps up: no crossing to another thread for each commit), else
+    /// from the files on a blocking thread.
+    pub async fn read_async(
+        &self,
+        position: Position,
+        limit: usize,
+    ) -> Result<(Vec<PublicEvent>, Position), FeedError> {
+        let in_memory = self.read_through(position, limit, |seq, _| {
+            Ok(self.tail.since(seq, RECORDS_PER_READ))
+        });
+        if let Some(read) = in_memory.transpose() {
+            return read;
+        }
+        let feed = self.clone();
+        tokio::task::spawn_blocking(move || feed.read(position, limit))
+            .await
+            .map_err(|_| FeedError::Unavailable)?
+    }
+
+    /// Up to `limit` events from `position` on, reading records (from `seq` on, up to
+    /// the durable `durable`) with `records`; `None` if `records` did not have the
+    /// first of them at hand. Should it lack later ones, what was read so far.
+    fn read_through(
+        &self,
+        position: Position,
+        limit: usize,
+        records: impl Fn(u64, u64) -> Result<Option<Vec<(u64, Event)>>, FeedError>,
+    ) -> Result<Option<(Vec<PublicEvent>, Position)>, FeedError> {
         let limit = limit.min(EVENTS_PER_READ_MAX);
         let durable = self.durable_seq();
         let mut numbering = Numbering {
@@ -109,7 +145,12 @@ impl Feed {
         let mut next = position;
         let mut out = Vec::new();
         while out.len() < limit && next.next_seq <= durable {
-            let records = self.records(next.next_seq, durable)?;
+            let Some(records) = records(next.next_seq, durable)? else {
+                if next == position {
+                    return Ok(None);
+                }
+                break;
+            };
             if records.is_empty() {
                 break;
             }
@@ -122,7 +163,7 @@ impl Feed {
                     fresh.truncate(room);
                     next.last = fresh.last().map(|e| e.cursor).or(next.last);
                     out.extend(fresh);
-                    return Ok((out, next));
+                    return Ok(Some((out, next)));
                 }
                 next = Position {
                     next_seq: seq + 1,
@@ -134,19 +175,7 @@ impl Feed {
                 }
             }
         }
-        Ok((out, next))
-    }
-
-    /// [`Feed::read`] on a blocking thread.
-    pub async fn read_async(
-        &self,
-        position: Position,
-        limit: usize,
-    ) -> Result<(Vec<PublicEvent>, Position), FeedError> {
-        let feed = self.clone();
-        tokio::task::spawn_blocking(move || feed.read(position, limit))
-            .await
-            .map_err(|_| FeedError::Unavailable)?
+        Ok(Some((out, next)))
     }
 
     /// The cursor of the oldest event kept.
@@ -194,5 +223,72 @@ impl Feed {
                 Err(FeedError::Unavailable)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::queue::QueueEvent;
+    use crate::domain::{ConcertId, UserId};
+    use crate::store::log::Tap;
+    use crate::store::tail::TailTap;
+
+    /// A feed without files whose tail holds records 5 to 14 (the 4 before it are gone).
+    fn feed() -> Feed {
+        let tail = Tail::new(4);
+        let mut tap = TailTap(tail.clone());
+        for first in [5, 10] {
+            let events: Vec<Event> = (first..first + 5)
+                .map(|user| Event::Queue(ConcertId(1), QueueEvent::Left { user: UserId(user) }))
+                .collect();
+            tap.committed(first, &events.into());
+        }
+        Feed::new(tail, None, Arc::default())
+    }
+
+    fn from(next_seq: u64) -> Position {
+        Position {
+            next_seq,
+            last: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_the_tail_holds_reads_from_memory_what_a_read_gives() {
+        let feed = feed();
+        for (start, limit) in [(5, 1000), (7, 3), (12, 1000), (15, 1000)] {
+            let read = feed.read(from(start), limit).unwrap();
+            let in_memory = feed
+                .read_through(from(start), limit, |seq, _| {
+                    Ok(feed.tail.since(seq, RECORDS_PER_READ))
+                })
+                .unwrap();
+            assert_eq!(
+                in_memory.as_ref(),
+                Some(&read),
+                "from {start}, {limit} at most"
+            );
+            assert_eq!(feed.read_async(from(start), limit).await.unwrap(), read);
+        }
+        let (events, next) = feed.read(from(7), 3).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(next.next_seq, 10);
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_the_tail_is_sent_to_the_files() {
+        let feed = feed();
+        let in_memory = feed
+            .read_through(from(3), 1000, |seq, _| {
+                Ok(feed.tail.since(seq, RECORDS_PER_READ))
+            })
+            .unwrap();
+        assert_eq!(in_memory, None, "memory does not hold record 3");
+        // Without files, older records are gone.
+        assert!(matches!(
+            feed.read_async(from(3), 1000).await,
+            Err(FeedError::Expired { .. })
+        ));
     }
 }
