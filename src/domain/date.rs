@@ -95,7 +95,12 @@ pub struct Admission {
 pub type SeatList = SmallVec<[SeatId; 4]>;
 
 /// A hold on seats and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Every live hold is kept in memory, so what a hold has none of until it is paid (a
+/// payment, a refund, admissions) is kept apart in [`AfterSale`], boxed: a hold takes
+/// 128 bytes with its reference counts instead of 192. The log and snapshots still hold the
+/// fields of a reservation one after the other, as before (see [`SavedReservation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// Its id.
     pub id: ReservationId,
@@ -113,17 +118,110 @@ pub struct Reservation {
     /// Its recorded status; see [`Reservation::status_at`] for the status at an instant.
     pub status: ReservationStatus,
     /// When it was made.
-    #[serde(with = "crate::domain::time::compact")]
     pub created_at: Timestamp,
     /// When the hold ends if not paid.
-    #[serde(with = "crate::domain::time::compact")]
     pub expires_at: Timestamp,
+    /// What happened after the sale, once something did (`None`: nothing yet; read it
+    /// through [`Reservation::payment_id`], [`Reservation::refund_id`] and
+    /// [`Reservation::admitted`]).
+    pub after_sale: Option<Box<AfterSale>>,
+}
+
+/// What a reservation may gain once paid: set on few of all the reservations held, so
+/// kept out of [`Reservation`] itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AfterSale {
     /// The payment that paid it.
     pub payment_id: Option<PaymentId>,
     /// The refund that gave its money back.
     pub refund_id: Option<RefundId>,
     /// Its seats admitted at the door, in admission order.
     pub admitted: Vec<Admission>,
+}
+
+/// A reservation as the log and snapshots hold it (and as JSON shows it): its fields
+/// one after the other, the after-sale ones included, exactly as when they were all
+/// fields of [`Reservation`]. [`LoadedReservation`] reads it back.
+#[derive(Serialize)]
+#[serde(rename = "Reservation")]
+struct SavedReservation<'a> {
+    id: ReservationId,
+    user: UserId,
+    concert_id: ConcertId,
+    date_id: DateId,
+    seats: &'a SeatList,
+    amount: Won,
+    status: ReservationStatus,
+    #[serde(with = "crate::domain::time::compact")]
+    created_at: Timestamp,
+    #[serde(with = "crate::domain::time::compact")]
+    expires_at: Timestamp,
+    payment_id: Option<PaymentId>,
+    refund_id: Option<RefundId>,
+    admitted: &'a [Admission],
+}
+
+/// A reservation as [`SavedReservation`] writes it.
+#[derive(Deserialize)]
+#[serde(rename = "Reservation")]
+struct LoadedReservation {
+    id: ReservationId,
+    user: UserId,
+    concert_id: ConcertId,
+    date_id: DateId,
+    seats: SeatList,
+    amount: Won,
+    status: ReservationStatus,
+    #[serde(with = "crate::domain::time::compact")]
+    created_at: Timestamp,
+    #[serde(with = "crate::domain::time::compact")]
+    expires_at: Timestamp,
+    payment_id: Option<PaymentId>,
+    refund_id: Option<RefundId>,
+    admitted: Vec<Admission>,
+}
+
+impl Serialize for Reservation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SavedReservation {
+            id: self.id,
+            user: self.user,
+            concert_id: self.concert_id,
+            date_id: self.date_id,
+            seats: &self.seats,
+            amount: self.amount,
+            status: self.status,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            payment_id: self.payment_id(),
+            refund_id: self.refund_id(),
+            admitted: self.admitted(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reservation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let loaded = LoadedReservation::deserialize(deserializer)?;
+        let after_sale = AfterSale {
+            payment_id: loaded.payment_id,
+            refund_id: loaded.refund_id,
+            admitted: loaded.admitted,
+        };
+        Ok(Reservation {
+            id: loaded.id,
+            user: loaded.user,
+            concert_id: loaded.concert_id,
+            date_id: loaded.date_id,
+            seats: loaded.seats,
+            amount: loaded.amount,
+            status: loaded.status,
+            created_at: loaded.created_at,
+            expires_at: loaded.expires_at,
+            after_sale: (after_sale != AfterSale::default()).then(|| Box::new(after_sale)),
+        })
+    }
 }
 
 impl Reservation {
@@ -136,12 +234,32 @@ impl Reservation {
         }
     }
 
+    /// The payment that paid it.
+    pub fn payment_id(&self) -> Option<PaymentId> {
+        self.after_sale.as_ref().and_then(|a| a.payment_id)
+    }
+
+    /// The refund that gave its money back.
+    pub fn refund_id(&self) -> Option<RefundId> {
+        self.after_sale.as_ref().and_then(|a| a.refund_id)
+    }
+
+    /// Its seats admitted at the door, in admission order.
+    pub fn admitted(&self) -> &[Admission] {
+        self.after_sale.as_ref().map_or(&[], |a| &a.admitted)
+    }
+
     /// When the ticket for `seat` was admitted, if it was.
     pub fn admitted_at(&self, seat: SeatId) -> Option<Timestamp> {
-        self.admitted
+        self.admitted()
             .iter()
             .find(|a| a.seat_id == seat)
             .map(|a| a.at)
+    }
+
+    /// What happened after the sale, made room for on first use.
+    fn after_sale_mut(&mut self) -> &mut AfterSale {
+        self.after_sale.get_or_insert_with(Box::default)
     }
 }
 
@@ -695,9 +813,7 @@ impl DateState {
             status: ReservationStatus::Held,
             created_at: now,
             expires_at: now + self.rules.hold_ttl,
-            payment_id: None,
-            refund_id: None,
-            admitted: Vec::new(),
+            after_sale: None,
         };
         let event = DateEvent::SeatsHeld(Arc::new(reservation));
         self.replay(&event);
@@ -780,7 +896,7 @@ impl DateState {
                     super::rejection::rfc3339(&self.refund_deadline())
                 )));
             }
-            if !reservation.admitted.is_empty() {
+            if !reservation.admitted().is_empty() {
                 return Err(Rejection::RefundClosed(
                     "a ticket of this reservation was already used".into(),
                 ));
@@ -931,7 +1047,7 @@ impl DateState {
                     reservation.admitted_at(*seat_id).is_none(),
                     "a ticket is admitted once"
                 );
-                reservation.admitted.push(Admission {
+                reservation.after_sale_mut().admitted.push(Admission {
                     seat_id: *seat_id,
                     at: *at,
                 });
@@ -956,7 +1072,7 @@ impl DateState {
             "a refund returns the whole amount"
         );
         reservation.status = ReservationStatus::Refunded;
-        reservation.refund_id = Some(refund.id);
+        reservation.after_sale_mut().refund_id = Some(refund.id);
         let (id, user, seats) = (reservation.id, reservation.user, reservation.seats.clone());
         move_seats(
             &mut self.taken,
@@ -985,7 +1101,7 @@ impl DateState {
             "a payment pays the whole amount"
         );
         reservation.status = ReservationStatus::Paid;
-        reservation.payment_id = Some(payment.id);
+        reservation.after_sale_mut().payment_id = Some(payment.id);
         self.deadlines
             .remove(reservation.expires_at, reservation.id);
         move_seats(
@@ -1465,6 +1581,73 @@ mod tests {
         );
     }
 
+    /// A reservation as the log and snapshots have always held it: every field in line.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldReservation {
+        id: ReservationId,
+        user: UserId,
+        concert_id: ConcertId,
+        date_id: DateId,
+        seats: Vec<SeatId>,
+        amount: Won,
+        status: ReservationStatus,
+        #[serde(with = "crate::domain::time::compact")]
+        created_at: Timestamp,
+        #[serde(with = "crate::domain::time::compact")]
+        expires_at: Timestamp,
+        payment_id: Option<PaymentId>,
+        refund_id: Option<RefundId>,
+        admitted: Vec<Admission>,
+    }
+
+    impl OldReservation {
+        fn of(r: &Reservation) -> OldReservation {
+            OldReservation {
+                id: r.id,
+                user: r.user,
+                concert_id: r.concert_id,
+                date_id: r.date_id,
+                seats: r.seats.to_vec(),
+                amount: r.amount,
+                status: r.status,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                payment_id: r.payment_id(),
+                refund_id: r.refund_id(),
+                admitted: r.admitted().to_vec(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_reservation_is_logged_as_before_its_after_sale_fields_were_boxed() {
+        let mut date = date();
+        hold(&mut date, 1, &[2, 7], 1, t(0)).unwrap();
+        hold(&mut date, 2, &[1], 2, t(1)).unwrap();
+        pay(&mut date, 2, 2, 1000, t(2)).unwrap();
+        date.admit(rid(2), SeatId(1), t(3)).unwrap();
+        hold(&mut date, 3, &[3, 4, 5], 3, t(4)).unwrap();
+        pay(&mut date, 3, 3, 1000, t(5)).unwrap();
+        refund(&mut date, 3, 3, 1000, RefundReason::Requested, t(6)).unwrap();
+        let config = bincode::config::standard();
+        for n in 1..=3 {
+            let r = date.reservation(rid(n)).unwrap();
+            let old = OldReservation::of(r);
+            let bytes = bincode::serde::encode_to_vec(r, config).unwrap();
+            assert_eq!(bytes, bincode::serde::encode_to_vec(&old, config).unwrap());
+            let (loaded, _): (Reservation, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(&loaded, r);
+            let json = serde_json::to_string(r).unwrap();
+            assert_eq!(json, serde_json::to_string(&old).unwrap());
+            assert_eq!(&serde_json::from_str::<Reservation>(&json).unwrap(), r);
+        }
+        let held = date.reservation(rid(1)).unwrap();
+        assert!(held.after_sale.is_none(), "a hold has no after-sale part");
+        assert_eq!(date.reservation(rid(2)).unwrap().admitted().len(), 1);
+        assert!(date.reservation(rid(3)).unwrap().refund_id().is_some());
+    }
+
     /// A date as snapshots have always saved it: every seat with its state.
     #[derive(Serialize, Deserialize)]
     struct OldDate {
@@ -1541,7 +1724,7 @@ mod tests {
         assert_eq!((refund.amount, refund.balance_after), (Won(200), Won(230)));
         let r = date.reservation(rid(1)).unwrap();
         assert_eq!(r.status, ReservationStatus::Refunded);
-        assert_eq!(r.refund_id, Some(refund.id));
+        assert_eq!(r.refund_id(), Some(refund.id));
         assert_eq!(date.seat(SeatId(1)), Some(Seat::Available));
         assert_eq!(date.counts().available, 10);
         assert!(date.seats_by_user.is_empty());
