@@ -467,6 +467,11 @@ pub fn check_seat_list(layout: &Layout, seats: &[SeatId], max: usize) -> Result<
 /// A free seat is stored nowhere: the state keeps one bit per seat (taken or not), and
 /// which reservation takes a seat is in that reservation. A snapshot still lists every
 /// seat with its state (see [`SavedDate`]), as it always has.
+///
+/// What only the commands look up (each user's seat count, the live holds by
+/// deadline) is derived from the reservations: rebuilt on load, kept up to date by
+/// replay, and not kept at all by the snapshot replica's copy ([`DateState::replica`]),
+/// which only replays and saves.
 #[derive(Debug, Clone)]
 pub struct DateState {
     date_id: DateId,
@@ -477,12 +482,48 @@ pub struct DateState {
     rules: DateRules,
     taken: Taken,
     reservations: IdMap<ReservationId, Arc<Reservation>>,
-    seats_by_user: IdMap<UserId, u32>,
-    /// Derived: rebuilt on load (see `set_rules`).
-    deadlines: Deadlines,
+    /// Derived: rebuilt on load (see `set_rules`); `None` in the replica's copy.
+    lookups: Option<Lookups>,
     counts: SeatCounts,
     paused: bool,
     cancelled_at: Option<Timestamp>,
+}
+
+/// What a date's commands look up, derived from its reservations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Lookups {
+    /// Seats each user holds or owns: their held and paid reservations' seats.
+    seats_by_user: IdMap<UserId, u32>,
+    /// The live holds by deadline.
+    deadlines: Deadlines,
+}
+
+impl Lookups {
+    /// The lookups of `reservations`.
+    fn of<'a>(reservations: impl Iterator<Item = &'a Arc<Reservation>>) -> Lookups {
+        let mut lookups = Lookups::default();
+        for r in reservations {
+            if taking(r).is_some() {
+                *lookups.seats_by_user.entry(r.user).or_default() += r.seats.len() as u32;
+            }
+            if r.status == ReservationStatus::Held {
+                lookups.deadlines.insert(r.expires_at, r.id);
+            }
+        }
+        lookups
+    }
+
+    /// Takes `n` seats off what `user` holds or owns.
+    fn uncount(&mut self, user: UserId, n: u32) {
+        let owned = self
+            .seats_by_user
+            .get_mut(&user)
+            .expect("the holder is counted");
+        *owned -= n;
+        if *owned == 0 {
+            self.seats_by_user.remove(&user);
+        }
+    }
 }
 
 /// A date as a snapshot saves it: every seat listed with its state (one byte for a free
@@ -497,7 +538,7 @@ struct SavedDate<'a> {
     layout: &'a Arc<Layout>,
     seats: SavedSeats<'a>,
     reservations: &'a IdMap<ReservationId, Arc<Reservation>>,
-    seats_by_user: &'a IdMap<UserId, u32>,
+    seats_by_user: SavedSeatsByUser<'a>,
     counts: SeatCounts,
     paused: bool,
     #[serde(with = "crate::domain::time::compact_option")]
@@ -514,11 +555,27 @@ struct LoadedDate {
     layout: Arc<Layout>,
     seats: Vec<Seat>,
     reservations: IdMap<ReservationId, Arc<Reservation>>,
+    /// Read past: derived again from the reservations (see `set_rules`).
+    #[allow(dead_code)]
     seats_by_user: IdMap<UserId, u32>,
     counts: SeatCounts,
     paused: bool,
     #[serde(with = "crate::domain::time::compact_option")]
     cancelled_at: Option<Timestamp>,
+}
+
+/// The seats each user holds or owns, as snapshots have always listed them (a map
+/// from user to count), counted from the reservations as it is written, by user.
+struct SavedSeatsByUser<'a>(&'a IdMap<ReservationId, Arc<Reservation>>);
+
+impl Serialize for SavedSeatsByUser<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut counts: BTreeMap<UserId, u32> = BTreeMap::new();
+        for r in self.0.values().filter(|r| taking(r).is_some()) {
+            *counts.entry(r.user).or_default() += r.seats.len() as u32;
+        }
+        serializer.collect_map(counts)
+    }
 }
 
 /// Every seat of a date with its state, by id, written as it is read from the
@@ -553,7 +610,7 @@ impl Serialize for DateState {
             layout: &self.layout,
             seats: SavedSeats(self),
             reservations: &self.reservations,
-            seats_by_user: &self.seats_by_user,
+            seats_by_user: SavedSeatsByUser(&self.reservations),
             counts: self.counts,
             paused: self.paused,
             cancelled_at: self.cancelled_at,
@@ -579,8 +636,7 @@ impl<'de> Deserialize<'de> for DateState {
             rules: DateRules::default(),
             taken,
             reservations: loaded.reservations,
-            seats_by_user: loaded.seats_by_user,
-            deadlines: Deadlines::default(),
+            lookups: None,
             counts: loaded.counts,
             paused: loaded.paused,
             cancelled_at: loaded.cancelled_at,
@@ -643,8 +699,7 @@ impl DateState {
             rules,
             taken: Taken::new(total),
             reservations: IdMap::default(),
-            seats_by_user: IdMap::default(),
-            deadlines: Deadlines::default(),
+            lookups: Some(Lookups::default()),
             counts: SeatCounts {
                 available: total,
                 held: 0,
@@ -657,12 +712,39 @@ impl DateState {
     /// Replaces the limits and rebuilds what a snapshot does not store (after loading one).
     pub fn set_rules(&mut self, rules: DateRules) {
         self.rules = rules;
-        self.deadlines = Deadlines::default();
-        for r in self.reservations.values() {
-            if r.status == ReservationStatus::Held {
-                self.deadlines.insert(r.expires_at, r.id);
-            }
+        self.lookups = Some(Lookups::of(self.reservations.values()));
+    }
+
+    /// A copy for the snapshot replica, which only replays events and saves: without
+    /// the lookups only commands use, so that it does not keep a second set of them
+    /// (a seat count per user and a deadline per live hold). It takes no command.
+    pub fn replica(&self) -> DateState {
+        DateState {
+            date_id: self.date_id,
+            concert_id: self.concert_id,
+            starts_at: self.starts_at,
+            layout: Arc::clone(&self.layout),
+            rules: self.rules,
+            taken: self.taken.clone(),
+            reservations: self.reservations.clone(),
+            lookups: None,
+            counts: self.counts,
+            paused: self.paused,
+            cancelled_at: self.cancelled_at,
         }
+    }
+
+    /// This date as the replica keeps it: without its lookups (see [`DateState::replica`]).
+    pub fn into_replica(mut self) -> DateState {
+        self.lookups = None;
+        self
+    }
+
+    /// What the commands look up; only the replica's copy, which takes none, has none.
+    fn lookups(&self) -> &Lookups {
+        self.lookups
+            .as_ref()
+            .expect("commands run on a date with its lookups, never on the replica's copy")
     }
 
     /// The concert the date belongs to.
@@ -752,12 +834,12 @@ impl DateState {
 
     /// The earliest deadline of a live hold.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first()
+        self.lookups().deadlines.first()
     }
 
     /// Records the expiry of every hold whose deadline is at or before `now`.
     pub fn expire_due(&mut self, now: Timestamp) -> Option<DateEvent> {
-        let reservation_ids = self.deadlines.due(now);
+        let reservation_ids = self.lookups().deadlines.due(now);
         if reservation_ids.is_empty() {
             return None;
         }
@@ -792,7 +874,12 @@ impl DateState {
         if !taken.is_empty() {
             return Err(Rejection::SeatUnavailable(taken));
         }
-        let owned = self.seats_by_user.get(&user).copied().unwrap_or(0);
+        let owned = self
+            .lookups()
+            .seats_by_user
+            .get(&user)
+            .copied()
+            .unwrap_or(0);
         if owned as usize + seats.len() > self.rules.seats_per_user_max as usize {
             return Err(Rejection::SeatLimitExceeded {
                 limit: self.rules.seats_per_user_max,
@@ -960,7 +1047,7 @@ impl DateState {
         if self.cancelled_at.is_some() {
             return None;
         }
-        let mut released = self.deadlines.all();
+        let mut released = self.lookups().deadlines.all();
         released.sort();
         let event = DateEvent::DateCancelled { released, at: now };
         self.replay(&event);
@@ -1081,7 +1168,9 @@ impl DateState {
             Seat::Sold(id),
             Seat::Available,
         );
-        self.uncount(user, seats.len() as u32);
+        if let Some(lookups) = &mut self.lookups {
+            lookups.uncount(user, seats.len() as u32);
+        }
     }
 
     /// Applies the seat side of a payment, live or when recovering.
@@ -1102,8 +1191,11 @@ impl DateState {
         );
         reservation.status = ReservationStatus::Paid;
         reservation.after_sale_mut().payment_id = Some(payment.id);
-        self.deadlines
-            .remove(reservation.expires_at, reservation.id);
+        if let Some(lookups) = &mut self.lookups {
+            lookups
+                .deadlines
+                .remove(reservation.expires_at, reservation.id);
+        }
         move_seats(
             &mut self.taken,
             &mut self.counts,
@@ -1125,10 +1217,13 @@ impl DateState {
             Seat::Available,
             Seat::Held(reservation.id),
         );
-        let n = reservation.seats.len() as u32;
-        *self.seats_by_user.entry(reservation.user).or_default() += n;
-        self.deadlines
-            .insert(reservation.expires_at, reservation.id);
+        if let Some(lookups) = &mut self.lookups {
+            let n = reservation.seats.len() as u32;
+            *lookups.seats_by_user.entry(reservation.user).or_default() += n;
+            lookups
+                .deadlines
+                .insert(reservation.expires_at, reservation.id);
+        }
         self.reservations
             .insert(reservation.id, Arc::clone(reservation));
     }
@@ -1145,7 +1240,6 @@ impl DateState {
             "only a live hold is released"
         );
         reservation.status = status;
-        self.deadlines.remove(reservation.expires_at, id);
         move_seats(
             &mut self.taken,
             &mut self.counts,
@@ -1153,19 +1247,9 @@ impl DateState {
             Seat::Held(id),
             Seat::Available,
         );
-        let (user, n) = (reservation.user, reservation.seats.len() as u32);
-        self.uncount(user, n);
-    }
-
-    /// Takes `n` seats off what `user` holds or owns.
-    fn uncount(&mut self, user: UserId, n: u32) {
-        let owned = self
-            .seats_by_user
-            .get_mut(&user)
-            .expect("the holder is counted");
-        *owned -= n;
-        if *owned == 0 {
-            self.seats_by_user.remove(&user);
+        if let Some(lookups) = &mut self.lookups {
+            lookups.deadlines.remove(reservation.expires_at, id);
+            lookups.uncount(reservation.user, reservation.seats.len() as u32);
         }
     }
 
@@ -1568,7 +1652,7 @@ mod tests {
         assert_eq!(replayed.taken, live.taken);
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
-        assert_eq!(replayed.seats_by_user, live.seats_by_user);
+        assert_eq!(replayed.lookups, live.lookups);
     }
 
     #[test]
@@ -1688,6 +1772,7 @@ mod tests {
         assert_eq!(loaded.reservations, date.reservations);
         assert_eq!(loaded.counts, date.counts);
         assert_eq!(loaded.next_deadline(), date.next_deadline());
+        assert_eq!(loaded.lookups, date.lookups);
     }
 
     fn refund(
@@ -1727,7 +1812,7 @@ mod tests {
         assert_eq!(r.refund_id(), Some(refund.id));
         assert_eq!(date.seat(SeatId(1)), Some(Seat::Available));
         assert_eq!(date.counts().available, 10);
-        assert!(date.seats_by_user.is_empty());
+        assert!(date.lookups().seats_by_user.is_empty());
         hold(&mut date, 2, &[1, 2], 2, t(11)).unwrap();
     }
 
@@ -1859,6 +1944,56 @@ mod tests {
     }
 
     #[test]
+    fn the_replicas_copy_saves_what_the_date_saves_and_loads_back_whole() {
+        let mut live = date();
+        let mut replica = live.replica();
+        let events = [
+            hold(&mut live, 1, &[1, 2], 1, t(0)).unwrap(),
+            hold(&mut live, 2, &[3, 4], 2, t(1)).unwrap(),
+        ];
+        for event in &events {
+            replica.replay(event);
+        }
+        replica.replay_payment(&pay(&mut live, 2, 2, 1000, t(2)).unwrap());
+        replica.replay(&hold(&mut live, 3, &[5], 3, t(3)).unwrap());
+        // A second copy made midway, as the replica is made from a recovered state.
+        let mut later = live.replica();
+        let refunded = refund(&mut live, 2, 2, 0, RefundReason::Requested, t(4)).unwrap();
+        replica.replay_refund(&refunded);
+        later.replay_refund(&refunded);
+        let events = [
+            live.cancel(UserId(3), rid(3), t(5)).unwrap().unwrap(),
+            hold(&mut live, 4, &[6, 7, 8], 4, t(6)).unwrap(),
+            live.expire_due(t(301)).unwrap(),
+            hold(&mut live, 5, &[9], 5, t(302)).unwrap(),
+        ];
+        for event in &events {
+            replica.replay(event);
+            later.replay(event);
+        }
+        assert!(replica.lookups.is_none() && later.lookups.is_none());
+        let config = bincode::config::standard();
+        let saved = bincode::serde::encode_to_vec(&live, config).unwrap();
+        assert_eq!(
+            bincode::serde::encode_to_vec(&replica, config).unwrap(),
+            saved
+        );
+        for copy in [&replica, &later] {
+            let bytes = bincode::serde::encode_to_vec(copy, config).unwrap();
+            let (mut loaded, _): (DateState, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            loaded.set_rules(RULES);
+            assert_eq!(loaded.taken, live.taken);
+            assert_eq!(loaded.reservations, live.reservations);
+            assert_eq!(loaded.counts, live.counts);
+            assert_eq!(loaded.lookups, live.lookups);
+        }
+        let lookups = live.lookups();
+        assert_eq!(lookups.seats_by_user.len(), 2, "users 4 and 5 hold seats");
+        assert_eq!(live.next_deadline(), Some(t(306)));
+    }
+
+    #[test]
     fn replaying_refunds_admissions_and_cancellations_rebuilds_the_same_state() {
         let mut live = date();
         let mut replayed = date();
@@ -1895,7 +2030,7 @@ mod tests {
         assert_eq!(replayed.taken, live.taken);
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
-        assert_eq!(replayed.seats_by_user, live.seats_by_user);
+        assert_eq!(replayed.lookups, live.lookups);
         assert_eq!(
             (replayed.paused, replayed.cancelled_at),
             (live.paused, live.cancelled_at)
