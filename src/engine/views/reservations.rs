@@ -7,13 +7,18 @@ use crate::domain::date::Reservation;
 use crate::domain::{Rejection, ReservationId, UserId};
 use dashmap::DashMap;
 use rustc_hash::FxBuildHasher;
+use smallvec::SmallVec;
 use std::sync::Arc;
+
+/// A user's reservation ids: most users have one, kept in the map's own slot (the
+/// size of a `Vec`'s header) rather than in a heap list of its own.
+type UserReservations = SmallVec<[ReservationId; 1]>;
 
 /// Every reservation, for reads and for routing payments.
 #[derive(Default)]
 pub struct ReservationIndex {
     by_id: DashMap<ReservationId, Arc<Reservation>, FxBuildHasher>,
-    by_user: DashMap<UserId, Vec<ReservationId>, FxBuildHasher>,
+    by_user: DashMap<UserId, UserReservations, FxBuildHasher>,
 }
 
 impl ReservationIndex {
@@ -25,7 +30,7 @@ impl ReservationIndex {
             .is_none();
         if fresh {
             let mut ids = self.by_user.entry(reservation.user).or_default();
-            // A user has a reservation or two: grow by one, not to four.
+            // A user has a reservation or two: past the first, grow by one, not double.
             ids.reserve_exact(1);
             ids.push(reservation.id);
         }
