@@ -481,12 +481,90 @@ pub struct DateState {
     /// Configuration, not state: not saved, set again on load.
     rules: DateRules,
     taken: Taken,
-    reservations: IdMap<ReservationId, Arc<Reservation>>,
+    reservations: Reservations,
     /// Derived: rebuilt on load (see `set_rules`); `None` in the replica's copy.
     lookups: Option<Lookups>,
     counts: SeatCounts,
     paused: bool,
     cancelled_at: Option<Timestamp>,
+}
+
+/// The reservations of a date, by id. Each is kept once, as its shared copy, and found
+/// by the id it holds: a map from id to reservation would keep every id twice (a
+/// 24-byte slot instead of 8), in the date's state and in the replica's copy alike.
+/// Snapshots list them as that map, as they always have.
+#[derive(Debug, Clone, Default)]
+struct Reservations(HashSet<ById, rustc_hash::FxBuildHasher>);
+
+/// A reservation hashed and compared by its id alone, so that a set finds it by id.
+#[derive(Debug, Clone)]
+struct ById(Arc<Reservation>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<ReservationId> for ById {
+    fn borrow(&self) -> &ReservationId {
+        &self.0.id
+    }
+}
+
+impl Reservations {
+    fn get(&self, id: &ReservationId) -> Option<&Arc<Reservation>> {
+        self.0.get(id).map(|r| &r.0)
+    }
+
+    fn contains(&self, id: &ReservationId) -> bool {
+        self.0.contains(id)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<Reservation>> {
+        self.0.iter().map(|r| &r.0)
+    }
+
+    /// Takes a reservation out to change it; [`Reservations::put`] puts it back.
+    fn take(&mut self, id: &ReservationId) -> Option<Arc<Reservation>> {
+        self.0.take(id).map(|r| r.0)
+    }
+
+    /// Adds a reservation, or puts one back after a change.
+    fn put(&mut self, reservation: Arc<Reservation>) {
+        self.0.replace(ById(reservation));
+    }
+}
+
+/// Equal when they hold the same reservations, each equal in every field.
+impl PartialEq for Reservations {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .values()
+                .all(|r| other.get(&r.id).is_some_and(|o| o == r))
+    }
+}
+
+/// As the map from id to reservation that snapshots have always held.
+impl Serialize for Reservations {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.values().map(|r| (r.id, r)))
+    }
+}
+
+impl From<IdMap<ReservationId, Arc<Reservation>>> for Reservations {
+    fn from(map: IdMap<ReservationId, Arc<Reservation>>) -> Self {
+        Reservations(map.into_values().map(ById).collect())
+    }
 }
 
 /// What a date's commands look up, derived from its reservations.
@@ -537,7 +615,7 @@ struct SavedDate<'a> {
     starts_at: Timestamp,
     layout: &'a Arc<Layout>,
     seats: SavedSeats<'a>,
-    reservations: &'a IdMap<ReservationId, Arc<Reservation>>,
+    reservations: &'a Reservations,
     seats_by_user: SavedSeatsByUser<'a>,
     counts: SeatCounts,
     paused: bool,
@@ -566,7 +644,7 @@ struct LoadedDate {
 
 /// The seats each user holds or owns, as snapshots have always listed them (a map
 /// from user to count), counted from the reservations as it is written, by user.
-struct SavedSeatsByUser<'a>(&'a IdMap<ReservationId, Arc<Reservation>>);
+struct SavedSeatsByUser<'a>(&'a Reservations);
 
 impl Serialize for SavedSeatsByUser<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -635,7 +713,7 @@ impl<'de> Deserialize<'de> for DateState {
             layout: loaded.layout,
             rules: DateRules::default(),
             taken,
-            reservations: loaded.reservations,
+            reservations: loaded.reservations.into(),
             lookups: None,
             counts: loaded.counts,
             paused: loaded.paused,
@@ -698,7 +776,7 @@ impl DateState {
             cancelled_at: None,
             rules,
             taken: Taken::new(total),
-            reservations: IdMap::default(),
+            reservations: Reservations::default(),
             lookups: Some(Lookups::default()),
             counts: SeatCounts {
                 available: total,
@@ -1120,11 +1198,11 @@ impl DateState {
                 seat_id,
                 at,
             } => {
-                let reservation = Arc::make_mut(
-                    self.reservations
-                        .get_mut(reservation_id)
-                        .expect("an admitted reservation exists"),
-                );
+                let mut shared = self
+                    .reservations
+                    .take(reservation_id)
+                    .expect("an admitted reservation exists");
+                let reservation = Arc::make_mut(&mut shared);
                 assert_eq!(
                     reservation.status,
                     ReservationStatus::Paid,
@@ -1138,17 +1216,18 @@ impl DateState {
                     seat_id: *seat_id,
                     at: *at,
                 });
+                self.reservations.put(shared);
             }
         }
     }
 
     /// Applies the seat side of a refund, live or when recovering.
     pub fn replay_refund(&mut self, refund: &Refund) {
-        let reservation = Arc::make_mut(
-            self.reservations
-                .get_mut(&refund.reservation_id)
-                .expect("a refunded reservation exists"),
-        );
+        let mut shared = self
+            .reservations
+            .take(&refund.reservation_id)
+            .expect("a refunded reservation exists");
+        let reservation = Arc::make_mut(&mut shared);
         assert_eq!(
             reservation.status,
             ReservationStatus::Paid,
@@ -1171,15 +1250,16 @@ impl DateState {
         if let Some(lookups) = &mut self.lookups {
             lookups.uncount(user, seats.len() as u32);
         }
+        self.reservations.put(shared);
     }
 
     /// Applies the seat side of a payment, live or when recovering.
     pub fn replay_payment(&mut self, payment: &Payment) {
-        let reservation = Arc::make_mut(
-            self.reservations
-                .get_mut(&payment.reservation_id)
-                .expect("a paid reservation exists"),
-        );
+        let mut shared = self
+            .reservations
+            .take(&payment.reservation_id)
+            .expect("a paid reservation exists");
+        let reservation = Arc::make_mut(&mut shared);
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
@@ -1203,11 +1283,12 @@ impl DateState {
             Seat::Held(reservation.id),
             Seat::Sold(reservation.id),
         );
+        self.reservations.put(shared);
     }
 
     fn replay_held(&mut self, reservation: &Arc<Reservation>) {
         assert!(
-            !self.reservations.contains_key(&reservation.id),
+            !self.reservations.contains(&reservation.id),
             "reservation ids are unique"
         );
         move_seats(
@@ -1224,16 +1305,15 @@ impl DateState {
                 .deadlines
                 .insert(reservation.expires_at, reservation.id);
         }
-        self.reservations
-            .insert(reservation.id, Arc::clone(reservation));
+        self.reservations.put(Arc::clone(reservation));
     }
 
     fn release(&mut self, id: ReservationId, status: ReservationStatus) {
-        let reservation = Arc::make_mut(
-            self.reservations
-                .get_mut(&id)
-                .expect("a released reservation exists"),
-        );
+        let mut shared = self
+            .reservations
+            .take(&id)
+            .expect("a released reservation exists");
+        let reservation = Arc::make_mut(&mut shared);
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
@@ -1251,6 +1331,7 @@ impl DateState {
             lookups.deadlines.remove(reservation.expires_at, id);
             lookups.uncount(reservation.user, reservation.seats.len() as u32);
         }
+        self.reservations.put(shared);
     }
 
     fn owned_reservation(
@@ -1653,6 +1734,21 @@ mod tests {
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
         assert_eq!(replayed.lookups, live.lookups);
+    }
+
+    #[test]
+    fn reservations_are_found_by_their_id_and_compared_in_every_field() {
+        let mut a = date();
+        hold(&mut a, 1, &[1, 2], 1, t(0)).unwrap();
+        let mut b = a.clone();
+        assert_eq!(a.reservations, b.reservations);
+        pay(&mut b, 1, 1, 1000, t(1)).unwrap();
+        assert_ne!(a.reservations, b.reservations, "same ids, another status");
+        assert_eq!(
+            b.reservation(rid(1)).unwrap().status,
+            ReservationStatus::Paid
+        );
+        assert_eq!(b.reservations.0.len(), 1, "changed in its place, not added");
     }
 
     #[test]
