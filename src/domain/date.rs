@@ -496,9 +496,10 @@ pub struct DateState {
 #[derive(Debug, Clone, Default)]
 struct Reservations(HashSet<ById, rustc_hash::FxBuildHasher>);
 
-/// A reservation hashed and compared by its id alone, so that a set finds it by id.
+/// A reservation hashed and compared by its id alone, so that a set finds it by id
+/// (the date's [`Reservations`], the engine's reservation index).
 #[derive(Debug, Clone)]
-struct ById(Arc<Reservation>);
+pub(crate) struct ById(pub(crate) Arc<Reservation>);
 
 impl PartialEq for ById {
     fn eq(&self, other: &Self) -> bool {
