@@ -483,9 +483,7 @@ fn reservation(user: u64, id: u128, seats: Vec<SeatId>, at: Timestamp) -> Reserv
         status: ReservationStatus::Held,
         created_at: at,
         expires_at: at + chrono::Duration::seconds(300),
-        payment_id: None,
-        refund_id: None,
-        admitted: Vec::new(),
+        after_sale: None,
     }
 }
 

@@ -475,7 +475,7 @@ async fn hold(world: &World, log: &mut UserLog, seats: &[u32], command: &Command
             let amount = seats.iter().map(|&s| price(world.seats, s).0).sum::<u64>();
             assert_eq!(reservation.amount, Won(amount));
             assert_eq!(reservation.status, ReservationStatus::Held);
-            assert_eq!(reservation.payment_id, None);
+            assert_eq!(reservation.payment_id(), None);
             assert!(before <= reservation.created_at && reservation.created_at <= after);
             assert_eq!(
                 reservation.expires_at,
@@ -885,7 +885,7 @@ fn check_reservations(world: &World, log: &UserLog) {
             (held.created_at, held.expires_at)
         );
         let expected: &[ReservationStatus] = if let Some(payment) = log.payments.get(&held.id) {
-            assert_eq!(actual.payment_id, Some(payment.id));
+            assert_eq!(actual.payment_id(), Some(payment.id));
             &[ReservationStatus::Paid]
         } else if log.cancelled.contains_key(&held.id) {
             &[ReservationStatus::Cancelled, ReservationStatus::Expired]

@@ -646,7 +646,7 @@ fn check_sale(model: &SaleModel, real: &Real, now: Timestamp) {
     for r in &model.reservations {
         let actual = date.reservation(r.id).unwrap();
         let admitted: Vec<(u32, Timestamp)> = actual
-            .admitted
+            .admitted()
             .iter()
             .map(|a| (a.seat_id.0, a.at))
             .collect();

@@ -95,7 +95,12 @@ pub struct Admission {
 pub type SeatList = SmallVec<[SeatId; 4]>;
 
 /// A hold on seats and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Every live hold is kept in memory, so what a hold has none of until it is paid (a
+/// payment, a refund, admissions) is kept apart in [`AfterSale`], boxed: a hold takes
+/// 128 bytes with its reference counts instead of 192. The log and snapshots still hold the
+/// fields of a reservation one after the other, as before (see [`SavedReservation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// Its id.
     pub id: ReservationId,
@@ -113,17 +118,110 @@ pub struct Reservation {
     /// Its recorded status; see [`Reservation::status_at`] for the status at an instant.
     pub status: ReservationStatus,
     /// When it was made.
-    #[serde(with = "crate::domain::time::compact")]
     pub created_at: Timestamp,
     /// When the hold ends if not paid.
-    #[serde(with = "crate::domain::time::compact")]
     pub expires_at: Timestamp,
+    /// What happened after the sale, once something did (`None`: nothing yet; read it
+    /// through [`Reservation::payment_id`], [`Reservation::refund_id`] and
+    /// [`Reservation::admitted`]).
+    pub after_sale: Option<Box<AfterSale>>,
+}
+
+/// What a reservation may gain once paid: set on few of all the reservations held, so
+/// kept out of [`Reservation`] itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AfterSale {
     /// The payment that paid it.
     pub payment_id: Option<PaymentId>,
     /// The refund that gave its money back.
     pub refund_id: Option<RefundId>,
     /// Its seats admitted at the door, in admission order.
     pub admitted: Vec<Admission>,
+}
+
+/// A reservation as the log and snapshots hold it (and as JSON shows it): its fields
+/// one after the other, the after-sale ones included, exactly as when they were all
+/// fields of [`Reservation`]. [`LoadedReservation`] reads it back.
+#[derive(Serialize)]
+#[serde(rename = "Reservation")]
+struct SavedReservation<'a> {
+    id: ReservationId,
+    user: UserId,
+    concert_id: ConcertId,
+    date_id: DateId,
+    seats: &'a SeatList,
+    amount: Won,
+    status: ReservationStatus,
+    #[serde(with = "crate::domain::time::compact")]
+    created_at: Timestamp,
+    #[serde(with = "crate::domain::time::compact")]
+    expires_at: Timestamp,
+    payment_id: Option<PaymentId>,
+    refund_id: Option<RefundId>,
+    admitted: &'a [Admission],
+}
+
+/// A reservation as [`SavedReservation`] writes it.
+#[derive(Deserialize)]
+#[serde(rename = "Reservation")]
+struct LoadedReservation {
+    id: ReservationId,
+    user: UserId,
+    concert_id: ConcertId,
+    date_id: DateId,
+    seats: SeatList,
+    amount: Won,
+    status: ReservationStatus,
+    #[serde(with = "crate::domain::time::compact")]
+    created_at: Timestamp,
+    #[serde(with = "crate::domain::time::compact")]
+    expires_at: Timestamp,
+    payment_id: Option<PaymentId>,
+    refund_id: Option<RefundId>,
+    admitted: Vec<Admission>,
+}
+
+impl Serialize for Reservation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SavedReservation {
+            id: self.id,
+            user: self.user,
+            concert_id: self.concert_id,
+            date_id: self.date_id,
+            seats: &self.seats,
+            amount: self.amount,
+            status: self.status,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            payment_id: self.payment_id(),
+            refund_id: self.refund_id(),
+            admitted: self.admitted(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reservation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let loaded = LoadedReservation::deserialize(deserializer)?;
+        let after_sale = AfterSale {
+            payment_id: loaded.payment_id,
+            refund_id: loaded.refund_id,
+            admitted: loaded.admitted,
+        };
+        Ok(Reservation {
+            id: loaded.id,
+            user: loaded.user,
+            concert_id: loaded.concert_id,
+            date_id: loaded.date_id,
+            seats: loaded.seats,
+            amount: loaded.amount,
+            status: loaded.status,
+            created_at: loaded.created_at,
+            expires_at: loaded.expires_at,
+            after_sale: (after_sale != AfterSale::default()).then(|| Box::new(after_sale)),
+        })
+    }
 }
 
 impl Reservation {
@@ -136,12 +234,32 @@ impl Reservation {
         }
     }
 
+    /// The payment that paid it.
+    pub fn payment_id(&self) -> Option<PaymentId> {
+        self.after_sale.as_ref().and_then(|a| a.payment_id)
+    }
+
+    /// The refund that gave its money back.
+    pub fn refund_id(&self) -> Option<RefundId> {
+        self.after_sale.as_ref().and_then(|a| a.refund_id)
+    }
+
+    /// Its seats admitted at the door, in admission order.
+    pub fn admitted(&self) -> &[Admission] {
+        self.after_sale.as_ref().map_or(&[], |a| &a.admitted)
+    }
+
     /// When the ticket for `seat` was admitted, if it was.
     pub fn admitted_at(&self, seat: SeatId) -> Option<Timestamp> {
-        self.admitted
+        self.admitted()
             .iter()
             .find(|a| a.seat_id == seat)
             .map(|a| a.at)
+    }
+
+    /// What happened after the sale, made room for on first use.
+    fn after_sale_mut(&mut self) -> &mut AfterSale {
+        self.after_sale.get_or_insert_with(Box::default)
     }
 }
 
@@ -349,6 +467,11 @@ pub fn check_seat_list(layout: &Layout, seats: &[SeatId], max: usize) -> Result<
 /// A free seat is stored nowhere: the state keeps one bit per seat (taken or not), and
 /// which reservation takes a seat is in that reservation. A snapshot still lists every
 /// seat with its state (see [`SavedDate`]), as it always has.
+///
+/// What only the commands look up (each user's seat count, the live holds by
+/// deadline) is derived from the reservations: rebuilt on load, kept up to date by
+/// replay, and not kept at all by the snapshot replica's copy ([`DateState::replica`]),
+/// which only replays and saves.
 #[derive(Debug, Clone)]
 pub struct DateState {
     date_id: DateId,
@@ -358,13 +481,128 @@ pub struct DateState {
     /// Configuration, not state: not saved, set again on load.
     rules: DateRules,
     taken: Taken,
-    reservations: IdMap<ReservationId, Arc<Reservation>>,
-    seats_by_user: IdMap<UserId, u32>,
-    /// Derived: rebuilt on load (see `set_rules`).
-    deadlines: Deadlines,
+    reservations: Reservations,
+    /// Derived: rebuilt on load (see `set_rules`); `None` in the replica's copy.
+    lookups: Option<Lookups>,
     counts: SeatCounts,
     paused: bool,
     cancelled_at: Option<Timestamp>,
+}
+
+/// The reservations of a date, by id. Each is kept once, as its shared copy, and found
+/// by the id it holds: a map from id to reservation would keep every id twice (a
+/// 24-byte slot instead of 8), in the date's state and in the replica's copy alike.
+/// Snapshots list them as that map, as they always have.
+#[derive(Debug, Clone, Default)]
+struct Reservations(HashSet<ById, rustc_hash::FxBuildHasher>);
+
+/// A reservation hashed and compared by its id alone, so that a set finds it by id
+/// (the date's [`Reservations`], the engine's reservation index).
+#[derive(Debug, Clone)]
+pub(crate) struct ById(pub(crate) Arc<Reservation>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<ReservationId> for ById {
+    fn borrow(&self) -> &ReservationId {
+        &self.0.id
+    }
+}
+
+impl Reservations {
+    fn get(&self, id: &ReservationId) -> Option<&Arc<Reservation>> {
+        self.0.get(id).map(|r| &r.0)
+    }
+
+    fn contains(&self, id: &ReservationId) -> bool {
+        self.0.contains(id)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<Reservation>> {
+        self.0.iter().map(|r| &r.0)
+    }
+
+    /// Takes a reservation out to change it; [`Reservations::put`] puts it back.
+    fn take(&mut self, id: &ReservationId) -> Option<Arc<Reservation>> {
+        self.0.take(id).map(|r| r.0)
+    }
+
+    /// Adds a reservation, or puts one back after a change.
+    fn put(&mut self, reservation: Arc<Reservation>) {
+        self.0.replace(ById(reservation));
+    }
+}
+
+/// Equal when they hold the same reservations, each equal in every field.
+impl PartialEq for Reservations {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .values()
+                .all(|r| other.get(&r.id).is_some_and(|o| o == r))
+    }
+}
+
+/// As the map from id to reservation that snapshots have always held.
+impl Serialize for Reservations {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.values().map(|r| (r.id, r)))
+    }
+}
+
+impl From<IdMap<ReservationId, Arc<Reservation>>> for Reservations {
+    fn from(map: IdMap<ReservationId, Arc<Reservation>>) -> Self {
+        Reservations(map.into_values().map(ById).collect())
+    }
+}
+
+/// What a date's commands look up, derived from its reservations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Lookups {
+    /// Seats each user holds or owns: their held and paid reservations' seats.
+    seats_by_user: IdMap<UserId, u32>,
+    /// The live holds by deadline.
+    deadlines: Deadlines,
+}
+
+impl Lookups {
+    /// The lookups of `reservations`.
+    fn of<'a>(reservations: impl Iterator<Item = &'a Arc<Reservation>>) -> Lookups {
+        let mut lookups = Lookups::default();
+        for r in reservations {
+            if taking(r).is_some() {
+                *lookups.seats_by_user.entry(r.user).or_default() += r.seats.len() as u32;
+            }
+            if r.status == ReservationStatus::Held {
+                lookups.deadlines.insert(r.expires_at, r.id);
+            }
+        }
+        lookups
+    }
+
+    /// Takes `n` seats off what `user` holds or owns.
+    fn uncount(&mut self, user: UserId, n: u32) {
+        let owned = self
+            .seats_by_user
+            .get_mut(&user)
+            .expect("the holder is counted");
+        *owned -= n;
+        if *owned == 0 {
+            self.seats_by_user.remove(&user);
+        }
+    }
 }
 
 /// A date as a snapshot saves it: every seat listed with its state (one byte for a free
@@ -378,8 +616,8 @@ struct SavedDate<'a> {
     starts_at: Timestamp,
     layout: &'a Arc<Layout>,
     seats: SavedSeats<'a>,
-    reservations: &'a IdMap<ReservationId, Arc<Reservation>>,
-    seats_by_user: &'a IdMap<UserId, u32>,
+    reservations: &'a Reservations,
+    seats_by_user: SavedSeatsByUser<'a>,
     counts: SeatCounts,
     paused: bool,
     #[serde(with = "crate::domain::time::compact_option")]
@@ -396,11 +634,27 @@ struct LoadedDate {
     layout: Arc<Layout>,
     seats: Vec<Seat>,
     reservations: IdMap<ReservationId, Arc<Reservation>>,
+    /// Read past: derived again from the reservations (see `set_rules`).
+    #[allow(dead_code)]
     seats_by_user: IdMap<UserId, u32>,
     counts: SeatCounts,
     paused: bool,
     #[serde(with = "crate::domain::time::compact_option")]
     cancelled_at: Option<Timestamp>,
+}
+
+/// The seats each user holds or owns, as snapshots have always listed them (a map
+/// from user to count), counted from the reservations as it is written, by user.
+struct SavedSeatsByUser<'a>(&'a Reservations);
+
+impl Serialize for SavedSeatsByUser<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut counts: BTreeMap<UserId, u32> = BTreeMap::new();
+        for r in self.0.values().filter(|r| taking(r).is_some()) {
+            *counts.entry(r.user).or_default() += r.seats.len() as u32;
+        }
+        serializer.collect_map(counts)
+    }
 }
 
 /// Every seat of a date with its state, by id, written as it is read from the
@@ -435,7 +689,7 @@ impl Serialize for DateState {
             layout: &self.layout,
             seats: SavedSeats(self),
             reservations: &self.reservations,
-            seats_by_user: &self.seats_by_user,
+            seats_by_user: SavedSeatsByUser(&self.reservations),
             counts: self.counts,
             paused: self.paused,
             cancelled_at: self.cancelled_at,
@@ -460,9 +714,8 @@ impl<'de> Deserialize<'de> for DateState {
             layout: loaded.layout,
             rules: DateRules::default(),
             taken,
-            reservations: loaded.reservations,
-            seats_by_user: loaded.seats_by_user,
-            deadlines: Deadlines::default(),
+            reservations: loaded.reservations.into(),
+            lookups: None,
             counts: loaded.counts,
             paused: loaded.paused,
             cancelled_at: loaded.cancelled_at,
@@ -524,9 +777,8 @@ impl DateState {
             cancelled_at: None,
             rules,
             taken: Taken::new(total),
-            reservations: IdMap::default(),
-            seats_by_user: IdMap::default(),
-            deadlines: Deadlines::default(),
+            reservations: Reservations::default(),
+            lookups: Some(Lookups::default()),
             counts: SeatCounts {
                 available: total,
                 held: 0,
@@ -539,12 +791,39 @@ impl DateState {
     /// Replaces the limits and rebuilds what a snapshot does not store (after loading one).
     pub fn set_rules(&mut self, rules: DateRules) {
         self.rules = rules;
-        self.deadlines = Deadlines::default();
-        for r in self.reservations.values() {
-            if r.status == ReservationStatus::Held {
-                self.deadlines.insert(r.expires_at, r.id);
-            }
+        self.lookups = Some(Lookups::of(self.reservations.values()));
+    }
+
+    /// A copy for the snapshot replica, which only replays events and saves: without
+    /// the lookups only commands use, so that it does not keep a second set of them
+    /// (a seat count per user and a deadline per live hold). It takes no command.
+    pub fn replica(&self) -> DateState {
+        DateState {
+            date_id: self.date_id,
+            concert_id: self.concert_id,
+            starts_at: self.starts_at,
+            layout: Arc::clone(&self.layout),
+            rules: self.rules,
+            taken: self.taken.clone(),
+            reservations: self.reservations.clone(),
+            lookups: None,
+            counts: self.counts,
+            paused: self.paused,
+            cancelled_at: self.cancelled_at,
         }
+    }
+
+    /// This date as the replica keeps it: without its lookups (see [`DateState::replica`]).
+    pub fn into_replica(mut self) -> DateState {
+        self.lookups = None;
+        self
+    }
+
+    /// What the commands look up; only the replica's copy, which takes none, has none.
+    fn lookups(&self) -> &Lookups {
+        self.lookups
+            .as_ref()
+            .expect("commands run on a date with its lookups, never on the replica's copy")
     }
 
     /// The concert the date belongs to.
@@ -634,12 +913,12 @@ impl DateState {
 
     /// The earliest deadline of a live hold.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first()
+        self.lookups().deadlines.first()
     }
 
     /// Records the expiry of every hold whose deadline is at or before `now`.
     pub fn expire_due(&mut self, now: Timestamp) -> Option<DateEvent> {
-        let reservation_ids = self.deadlines.due(now);
+        let reservation_ids = self.lookups().deadlines.due(now);
         if reservation_ids.is_empty() {
             return None;
         }
@@ -674,7 +953,12 @@ impl DateState {
         if !taken.is_empty() {
             return Err(Rejection::SeatUnavailable(taken));
         }
-        let owned = self.seats_by_user.get(&user).copied().unwrap_or(0);
+        let owned = self
+            .lookups()
+            .seats_by_user
+            .get(&user)
+            .copied()
+            .unwrap_or(0);
         if owned as usize + seats.len() > self.rules.seats_per_user_max as usize {
             return Err(Rejection::SeatLimitExceeded {
                 limit: self.rules.seats_per_user_max,
@@ -695,9 +979,7 @@ impl DateState {
             status: ReservationStatus::Held,
             created_at: now,
             expires_at: now + self.rules.hold_ttl,
-            payment_id: None,
-            refund_id: None,
-            admitted: Vec::new(),
+            after_sale: None,
         };
         let event = DateEvent::SeatsHeld(Arc::new(reservation));
         self.replay(&event);
@@ -780,7 +1062,7 @@ impl DateState {
                     super::rejection::rfc3339(&self.refund_deadline())
                 )));
             }
-            if !reservation.admitted.is_empty() {
+            if !reservation.admitted().is_empty() {
                 return Err(Rejection::RefundClosed(
                     "a ticket of this reservation was already used".into(),
                 ));
@@ -844,7 +1126,7 @@ impl DateState {
         if self.cancelled_at.is_some() {
             return None;
         }
-        let mut released = self.deadlines.all();
+        let mut released = self.lookups().deadlines.all();
         released.sort();
         let event = DateEvent::DateCancelled { released, at: now };
         self.replay(&event);
@@ -917,11 +1199,11 @@ impl DateState {
                 seat_id,
                 at,
             } => {
-                let reservation = Arc::make_mut(
-                    self.reservations
-                        .get_mut(reservation_id)
-                        .expect("an admitted reservation exists"),
-                );
+                let mut shared = self
+                    .reservations
+                    .take(reservation_id)
+                    .expect("an admitted reservation exists");
+                let reservation = Arc::make_mut(&mut shared);
                 assert_eq!(
                     reservation.status,
                     ReservationStatus::Paid,
@@ -931,21 +1213,22 @@ impl DateState {
                     reservation.admitted_at(*seat_id).is_none(),
                     "a ticket is admitted once"
                 );
-                reservation.admitted.push(Admission {
+                reservation.after_sale_mut().admitted.push(Admission {
                     seat_id: *seat_id,
                     at: *at,
                 });
+                self.reservations.put(shared);
             }
         }
     }
 
     /// Applies the seat side of a refund, live or when recovering.
     pub fn replay_refund(&mut self, refund: &Refund) {
-        let reservation = Arc::make_mut(
-            self.reservations
-                .get_mut(&refund.reservation_id)
-                .expect("a refunded reservation exists"),
-        );
+        let mut shared = self
+            .reservations
+            .take(&refund.reservation_id)
+            .expect("a refunded reservation exists");
+        let reservation = Arc::make_mut(&mut shared);
         assert_eq!(
             reservation.status,
             ReservationStatus::Paid,
@@ -956,7 +1239,7 @@ impl DateState {
             "a refund returns the whole amount"
         );
         reservation.status = ReservationStatus::Refunded;
-        reservation.refund_id = Some(refund.id);
+        reservation.after_sale_mut().refund_id = Some(refund.id);
         let (id, user, seats) = (reservation.id, reservation.user, reservation.seats.clone());
         move_seats(
             &mut self.taken,
@@ -965,16 +1248,19 @@ impl DateState {
             Seat::Sold(id),
             Seat::Available,
         );
-        self.uncount(user, seats.len() as u32);
+        if let Some(lookups) = &mut self.lookups {
+            lookups.uncount(user, seats.len() as u32);
+        }
+        self.reservations.put(shared);
     }
 
     /// Applies the seat side of a payment, live or when recovering.
     pub fn replay_payment(&mut self, payment: &Payment) {
-        let reservation = Arc::make_mut(
-            self.reservations
-                .get_mut(&payment.reservation_id)
-                .expect("a paid reservation exists"),
-        );
+        let mut shared = self
+            .reservations
+            .take(&payment.reservation_id)
+            .expect("a paid reservation exists");
+        let reservation = Arc::make_mut(&mut shared);
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
@@ -985,9 +1271,12 @@ impl DateState {
             "a payment pays the whole amount"
         );
         reservation.status = ReservationStatus::Paid;
-        reservation.payment_id = Some(payment.id);
-        self.deadlines
-            .remove(reservation.expires_at, reservation.id);
+        reservation.after_sale_mut().payment_id = Some(payment.id);
+        if let Some(lookups) = &mut self.lookups {
+            lookups
+                .deadlines
+                .remove(reservation.expires_at, reservation.id);
+        }
         move_seats(
             &mut self.taken,
             &mut self.counts,
@@ -995,11 +1284,12 @@ impl DateState {
             Seat::Held(reservation.id),
             Seat::Sold(reservation.id),
         );
+        self.reservations.put(shared);
     }
 
     fn replay_held(&mut self, reservation: &Arc<Reservation>) {
         assert!(
-            !self.reservations.contains_key(&reservation.id),
+            !self.reservations.contains(&reservation.id),
             "reservation ids are unique"
         );
         move_seats(
@@ -1009,27 +1299,28 @@ impl DateState {
             Seat::Available,
             Seat::Held(reservation.id),
         );
-        let n = reservation.seats.len() as u32;
-        *self.seats_by_user.entry(reservation.user).or_default() += n;
-        self.deadlines
-            .insert(reservation.expires_at, reservation.id);
-        self.reservations
-            .insert(reservation.id, Arc::clone(reservation));
+        if let Some(lookups) = &mut self.lookups {
+            let n = reservation.seats.len() as u32;
+            *lookups.seats_by_user.entry(reservation.user).or_default() += n;
+            lookups
+                .deadlines
+                .insert(reservation.expires_at, reservation.id);
+        }
+        self.reservations.put(Arc::clone(reservation));
     }
 
     fn release(&mut self, id: ReservationId, status: ReservationStatus) {
-        let reservation = Arc::make_mut(
-            self.reservations
-                .get_mut(&id)
-                .expect("a released reservation exists"),
-        );
+        let mut shared = self
+            .reservations
+            .take(&id)
+            .expect("a released reservation exists");
+        let reservation = Arc::make_mut(&mut shared);
         assert_eq!(
             reservation.status,
             ReservationStatus::Held,
             "only a live hold is released"
         );
         reservation.status = status;
-        self.deadlines.remove(reservation.expires_at, id);
         move_seats(
             &mut self.taken,
             &mut self.counts,
@@ -1037,20 +1328,11 @@ impl DateState {
             Seat::Held(id),
             Seat::Available,
         );
-        let (user, n) = (reservation.user, reservation.seats.len() as u32);
-        self.uncount(user, n);
-    }
-
-    /// Takes `n` seats off what `user` holds or owns.
-    fn uncount(&mut self, user: UserId, n: u32) {
-        let owned = self
-            .seats_by_user
-            .get_mut(&user)
-            .expect("the holder is counted");
-        *owned -= n;
-        if *owned == 0 {
-            self.seats_by_user.remove(&user);
+        if let Some(lookups) = &mut self.lookups {
+            lookups.deadlines.remove(reservation.expires_at, id);
+            lookups.uncount(reservation.user, reservation.seats.len() as u32);
         }
+        self.reservations.put(shared);
     }
 
     fn owned_reservation(
@@ -1452,7 +1734,22 @@ mod tests {
         assert_eq!(replayed.taken, live.taken);
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
-        assert_eq!(replayed.seats_by_user, live.seats_by_user);
+        assert_eq!(replayed.lookups, live.lookups);
+    }
+
+    #[test]
+    fn reservations_are_found_by_their_id_and_compared_in_every_field() {
+        let mut a = date();
+        hold(&mut a, 1, &[1, 2], 1, t(0)).unwrap();
+        let mut b = a.clone();
+        assert_eq!(a.reservations, b.reservations);
+        pay(&mut b, 1, 1, 1000, t(1)).unwrap();
+        assert_ne!(a.reservations, b.reservations, "same ids, another status");
+        assert_eq!(
+            b.reservation(rid(1)).unwrap().status,
+            ReservationStatus::Paid
+        );
+        assert_eq!(b.reservations.0.len(), 1, "changed in its place, not added");
     }
 
     #[test]
@@ -1463,6 +1760,73 @@ mod tests {
             bincode::serde::encode_to_vec(&list, config).unwrap(),
             bincode::serde::encode_to_vec(seats(&[3, 1, 2, 9, 5]), config).unwrap()
         );
+    }
+
+    /// A reservation as the log and snapshots have always held it: every field in line.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct OldReservation {
+        id: ReservationId,
+        user: UserId,
+        concert_id: ConcertId,
+        date_id: DateId,
+        seats: Vec<SeatId>,
+        amount: Won,
+        status: ReservationStatus,
+        #[serde(with = "crate::domain::time::compact")]
+        created_at: Timestamp,
+        #[serde(with = "crate::domain::time::compact")]
+        expires_at: Timestamp,
+        payment_id: Option<PaymentId>,
+        refund_id: Option<RefundId>,
+        admitted: Vec<Admission>,
+    }
+
+    impl OldReservation {
+        fn of(r: &Reservation) -> OldReservation {
+            OldReservation {
+                id: r.id,
+                user: r.user,
+                concert_id: r.concert_id,
+                date_id: r.date_id,
+                seats: r.seats.to_vec(),
+                amount: r.amount,
+                status: r.status,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                payment_id: r.payment_id(),
+                refund_id: r.refund_id(),
+                admitted: r.admitted().to_vec(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_reservation_is_logged_as_before_its_after_sale_fields_were_boxed() {
+        let mut date = date();
+        hold(&mut date, 1, &[2, 7], 1, t(0)).unwrap();
+        hold(&mut date, 2, &[1], 2, t(1)).unwrap();
+        pay(&mut date, 2, 2, 1000, t(2)).unwrap();
+        date.admit(rid(2), SeatId(1), t(3)).unwrap();
+        hold(&mut date, 3, &[3, 4, 5], 3, t(4)).unwrap();
+        pay(&mut date, 3, 3, 1000, t(5)).unwrap();
+        refund(&mut date, 3, 3, 1000, RefundReason::Requested, t(6)).unwrap();
+        let config = bincode::config::standard();
+        for n in 1..=3 {
+            let r = date.reservation(rid(n)).unwrap();
+            let old = OldReservation::of(r);
+            let bytes = bincode::serde::encode_to_vec(r, config).unwrap();
+            assert_eq!(bytes, bincode::serde::encode_to_vec(&old, config).unwrap());
+            let (loaded, _): (Reservation, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(&loaded, r);
+            let json = serde_json::to_string(r).unwrap();
+            assert_eq!(json, serde_json::to_string(&old).unwrap());
+            assert_eq!(&serde_json::from_str::<Reservation>(&json).unwrap(), r);
+        }
+        let held = date.reservation(rid(1)).unwrap();
+        assert!(held.after_sale.is_none(), "a hold has no after-sale part");
+        assert_eq!(date.reservation(rid(2)).unwrap().admitted().len(), 1);
+        assert!(date.reservation(rid(3)).unwrap().refund_id().is_some());
     }
 
     /// A date as snapshots have always saved it: every seat with its state.
@@ -1505,6 +1869,7 @@ mod tests {
         assert_eq!(loaded.reservations, date.reservations);
         assert_eq!(loaded.counts, date.counts);
         assert_eq!(loaded.next_deadline(), date.next_deadline());
+        assert_eq!(loaded.lookups, date.lookups);
     }
 
     fn refund(
@@ -1541,10 +1906,10 @@ mod tests {
         assert_eq!((refund.amount, refund.balance_after), (Won(200), Won(230)));
         let r = date.reservation(rid(1)).unwrap();
         assert_eq!(r.status, ReservationStatus::Refunded);
-        assert_eq!(r.refund_id, Some(refund.id));
+        assert_eq!(r.refund_id(), Some(refund.id));
         assert_eq!(date.seat(SeatId(1)), Some(Seat::Available));
         assert_eq!(date.counts().available, 10);
-        assert!(date.seats_by_user.is_empty());
+        assert!(date.lookups().seats_by_user.is_empty());
         hold(&mut date, 2, &[1, 2], 2, t(11)).unwrap();
     }
 
@@ -1676,6 +2041,56 @@ mod tests {
     }
 
     #[test]
+    fn the_replicas_copy_saves_what_the_date_saves_and_loads_back_whole() {
+        let mut live = date();
+        let mut replica = live.replica();
+        let events = [
+            hold(&mut live, 1, &[1, 2], 1, t(0)).unwrap(),
+            hold(&mut live, 2, &[3, 4], 2, t(1)).unwrap(),
+        ];
+        for event in &events {
+            replica.replay(event);
+        }
+        replica.replay_payment(&pay(&mut live, 2, 2, 1000, t(2)).unwrap());
+        replica.replay(&hold(&mut live, 3, &[5], 3, t(3)).unwrap());
+        // A second copy made midway, as the replica is made from a recovered state.
+        let mut later = live.replica();
+        let refunded = refund(&mut live, 2, 2, 0, RefundReason::Requested, t(4)).unwrap();
+        replica.replay_refund(&refunded);
+        later.replay_refund(&refunded);
+        let events = [
+            live.cancel(UserId(3), rid(3), t(5)).unwrap().unwrap(),
+            hold(&mut live, 4, &[6, 7, 8], 4, t(6)).unwrap(),
+            live.expire_due(t(301)).unwrap(),
+            hold(&mut live, 5, &[9], 5, t(302)).unwrap(),
+        ];
+        for event in &events {
+            replica.replay(event);
+            later.replay(event);
+        }
+        assert!(replica.lookups.is_none() && later.lookups.is_none());
+        let config = bincode::config::standard();
+        let saved = bincode::serde::encode_to_vec(&live, config).unwrap();
+        assert_eq!(
+            bincode::serde::encode_to_vec(&replica, config).unwrap(),
+            saved
+        );
+        for copy in [&replica, &later] {
+            let bytes = bincode::serde::encode_to_vec(copy, config).unwrap();
+            let (mut loaded, _): (DateState, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            loaded.set_rules(RULES);
+            assert_eq!(loaded.taken, live.taken);
+            assert_eq!(loaded.reservations, live.reservations);
+            assert_eq!(loaded.counts, live.counts);
+            assert_eq!(loaded.lookups, live.lookups);
+        }
+        let lookups = live.lookups();
+        assert_eq!(lookups.seats_by_user.len(), 2, "users 4 and 5 hold seats");
+        assert_eq!(live.next_deadline(), Some(t(306)));
+    }
+
+    #[test]
     fn replaying_refunds_admissions_and_cancellations_rebuilds_the_same_state() {
         let mut live = date();
         let mut replayed = date();
@@ -1712,7 +2127,7 @@ mod tests {
         assert_eq!(replayed.taken, live.taken);
         assert_eq!(replayed.reservations, live.reservations);
         assert_eq!(replayed.counts, live.counts);
-        assert_eq!(replayed.seats_by_user, live.seats_by_user);
+        assert_eq!(replayed.lookups, live.lookups);
         assert_eq!(
             (replayed.paused, replayed.cancelled_at),
             (live.paused, live.cancelled_at)

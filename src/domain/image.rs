@@ -27,6 +27,10 @@ pub struct Image {
     pub queues: BTreeMap<ConcertId, QueueState>,
     /// Wallet shards (user id modulo their number).
     pub wallets: Vec<WalletShard>,
+    /// Whether this is the snapshot replica's copy ([`Image::replica`]): its dates keep
+    /// none of what only commands look up, dates created later included.
+    #[serde(skip)]
+    replica: bool,
 }
 
 /// Which wallet shard owns a user.
@@ -45,6 +49,25 @@ impl Image {
             wallets: (0..rules.wallet_shards)
                 .map(|_| WalletShard::new(rules.wallet))
                 .collect(),
+            replica: false,
+        }
+    }
+
+    /// A copy for the snapshot replica, which only applies events and saves: its dates
+    /// without what only commands look up ([`DateState::replica`]), so the process does
+    /// not keep that twice. It saves as the original would, and loads back whole.
+    pub fn replica(&self) -> Image {
+        Image {
+            seq: self.seq,
+            catalog: self.catalog.clone(),
+            dates: self
+                .dates
+                .iter()
+                .map(|(id, date)| (*id, date.replica()))
+                .collect(),
+            queues: self.queues.clone(),
+            wallets: self.wallets.clone(),
+            replica: true,
         }
     }
 
@@ -84,6 +107,11 @@ impl Image {
                         date.layout.clone(),
                         rules.date,
                     );
+                    let state = if self.replica {
+                        state.into_replica()
+                    } else {
+                        state
+                    };
                     self.dates.insert(date.id, state);
                 }
                 self.queues

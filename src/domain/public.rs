@@ -589,9 +589,7 @@ mod tests {
             status: super::super::date::ReservationStatus::Paid,
             created_at: at,
             expires_at: at,
-            payment_id: None,
-            refund_id: None,
-            admitted: Vec::new(),
+            after_sale: None,
         };
         let payment = super::super::date::Payment {
             id: PaymentId(uuid::Uuid::from_u128(8)),

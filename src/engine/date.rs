@@ -456,7 +456,7 @@ impl DateActor {
     fn load_views(&self) {
         self.deps
             .view
-            .load(self.state.reservations().map(|r| &**r), self.state.counts());
+            .load(self.state.reservations(), self.state.counts());
         self.deps.view.show_paused(self.state.is_paused());
         self.deps
             .view
@@ -514,7 +514,7 @@ impl DateActor {
             .collect();
         self.deps
             .view
-            .show(changed.iter().map(|r| &***r), self.state.counts());
+            .show(changed.iter().copied(), self.state.counts());
         for reservation in changed {
             self.deps.index.record(reservation);
         }

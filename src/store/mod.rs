@@ -222,7 +222,7 @@ fn start(
 ) -> Result<Opened, StoreError> {
     let next_seq = recovered.image.seq + 1;
     let replica = Shadow {
-        image: recovered.image.clone(),
+        image: recovered.image.replica(),
         rules: *rules,
         dir: options.dir.clone(),
         every_events: options.snapshot_every_events,

@@ -2,7 +2,8 @@
 //! to an [`Image`] and writes snapshots from it. Because it follows the log rather than
 //! the actors, each snapshot is exactly the state after a prefix of the log, and taking
 //! one never pauses an actor. After a snapshot it removes the log segments that the
-//! oldest kept snapshot makes unnecessary.
+//! oldest kept snapshot makes unnecessary. Its image is an [`Image::replica`]: it takes
+//! no command, so it keeps none of what only commands look up.
 //!
 //! The log's driver feeds it through [`ShadowTap`] (a [`Tap`]) before any caller is told
 //! of the events, so a snapshot asked for through [`SnapshotHandle`] after a reply

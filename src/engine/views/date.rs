@@ -17,9 +17,10 @@
 
 use crate::domain::catalog::{Date, SeatInfo};
 use crate::domain::date::{Reservation, ReservationStatus, SeatCounts, SeatStatus};
-use crate::domain::{SeatId, Timestamp};
+use crate::domain::{IdSet, ReservationId, SeatId, Timestamp};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 const AVAILABLE: u8 = 0;
@@ -51,26 +52,36 @@ pub struct DateView {
 #[derive(Default)]
 struct Tally {
     counts: SeatCounts,
-    /// Live holds' deadlines (microseconds) and the seats each releases.
-    deadlines: BTreeMap<u64, BTreeSet<SeatId>>,
+    /// Live holds by deadline (microseconds): the date's own shared copy of each, which
+    /// lists the seats it releases. A deadline is shared by the holds of one batch of
+    /// the actor's, a few hundred at most, so a list is searched where a set of every
+    /// seat would cost several times the memory per hold.
+    deadlines: BTreeMap<u64, Vec<Arc<Reservation>>>,
 }
 
 impl Tally {
-    fn add(&mut self, deadline: u64, seats: &[SeatId]) {
+    fn add(&mut self, deadline: u64, reservation: &Arc<Reservation>) {
         self.deadlines
             .entry(deadline)
             .or_default()
-            .extend(seats.iter().copied());
+            .push(Arc::clone(reservation));
     }
 
-    fn remove(&mut self, deadline: u64, seats: &[SeatId]) {
-        if let Some(held) = self.deadlines.get_mut(&deadline) {
-            for seat in seats {
-                held.remove(seat);
+    /// Takes the holds `ids` off `deadline`: one by a search, more in one pass.
+    fn remove(&mut self, deadline: u64, ids: &[ReservationId]) {
+        let Some(held) = self.deadlines.get_mut(&deadline) else {
+            return;
+        };
+        if let [id] = ids {
+            if let Some(at) = held.iter().position(|r| r.id == *id) {
+                held.swap_remove(at);
             }
-            if held.is_empty() {
-                self.deadlines.remove(&deadline);
-            }
+        } else {
+            let ids: IdSet<ReservationId> = ids.iter().copied().collect();
+            held.retain(|r| !ids.contains(&r.id));
+        }
+        if held.is_empty() {
+            self.deadlines.remove(&deadline);
         }
     }
 
@@ -80,11 +91,14 @@ impl Tally {
             .map_or(u64::MAX, |(at, _)| *at)
     }
 
+    /// The holds whose deadline is at or before `now`.
+    fn lapsed(&self, now: u64) -> impl Iterator<Item = &Arc<Reservation>> {
+        self.deadlines.range(..=now).flat_map(|(_, held)| held)
+    }
+
     /// Whether `seat` is held by a hold whose deadline is at or before `now`.
-    fn lapsed(&self, seat: SeatId, now: u64) -> bool {
-        self.deadlines
-            .range(..=now)
-            .any(|(_, seats)| seats.contains(&seat))
+    fn lapsed_seat(&self, seat: SeatId, now: u64) -> bool {
+        self.lapsed(now).any(|r| r.seats.contains(&seat))
     }
 }
 
@@ -113,7 +127,7 @@ impl DateView {
     /// Shows recovered reservations (at start, on a fresh view): live holds and sales.
     pub(in crate::engine) fn load<'a>(
         &self,
-        reservations: impl Iterator<Item = &'a Reservation>,
+        reservations: impl Iterator<Item = &'a Arc<Reservation>>,
         counts: SeatCounts,
     ) {
         let shown = reservations
@@ -125,21 +139,28 @@ impl DateView {
     /// to paid, cancelled or expired) and the counts after it, in one step.
     pub(in crate::engine) fn show<'a>(
         &self,
-        changed: impl IntoIterator<Item = &'a Reservation>,
+        changed: impl IntoIterator<Item = &'a Arc<Reservation>>,
         counts: SeatCounts,
     ) {
         let mut tally = self.tally.lock();
-        let changed: Vec<&Reservation> = changed.into_iter().collect();
+        let changed: Vec<&Arc<Reservation>> = changed.into_iter().collect();
+        // Holds that ended, by deadline (an expiry ends many of one deadline at once).
+        let mut ended: Vec<(u64, ReservationId)> = Vec::new();
         for reservation in &changed {
             let deadline = micros(reservation.expires_at);
             match reservation.status {
-                ReservationStatus::Held => tally.add(deadline, &reservation.seats),
-                _ => tally.remove(deadline, &reservation.seats),
+                ReservationStatus::Held => tally.add(deadline, reservation),
+                _ => ended.push((deadline, reservation.id)),
             }
+        }
+        ended.sort_unstable_by_key(|(deadline, _)| *deadline);
+        for group in ended.chunk_by(|a, b| a.0 == b.0) {
+            let ids: Vec<ReservationId> = group.iter().map(|(_, id)| *id).collect();
+            tally.remove(group[0].0, &ids);
         }
         // Before the bytes: a reader that sees a new hold's byte sees its deadline.
         self.earliest.store(tally.earliest(), Ordering::Release);
-        for reservation in changed {
+        for reservation in changed.iter() {
             let status = match reservation.status {
                 ReservationStatus::Held => HELD,
                 ReservationStatus::Paid => SOLD,
@@ -199,7 +220,7 @@ impl DateView {
                 // deadlines agree, and say whether it is this seat's.
                 let tally = self.tally.lock();
                 match byte.load(Ordering::Acquire) {
-                    HELD if tally.lapsed(id, now) => SeatStatus::Available,
+                    HELD if tally.lapsed_seat(id, now) => SeatStatus::Available,
                     HELD => SeatStatus::Held,
                     SOLD => SeatStatus::Sold,
                     _ => SeatStatus::Available,
@@ -213,11 +234,7 @@ impl DateView {
     /// Seats available at `now`, counting holds past their deadline as released.
     pub fn seats_available(&self, now: Timestamp) -> u32 {
         let tally = self.tally.lock();
-        let lapsed: usize = tally
-            .deadlines
-            .range(..=micros(now))
-            .map(|(_, seats)| seats.len())
-            .sum();
+        let lapsed: usize = tally.lapsed(micros(now)).map(|r| r.seats.len()).sum();
         let lapsed = lapsed as u32;
         tally.counts.available + lapsed
     }
@@ -242,5 +259,108 @@ impl DateView {
                 .expect("every seat of the layout has a word");
             (seat, status)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::catalog::{
+        CatalogCommand, CatalogRules, CatalogState, ConcertSpec, DateSpec, SectionSpec,
+    };
+    use crate::domain::date::SeatList;
+    use crate::domain::{ConcertId, DateId, UserId, Won};
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn t(secs: i64) -> Timestamp {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    /// A view of one date of 10 seats.
+    fn view() -> DateView {
+        let spec = ConcertSpec {
+            title: "t".into(),
+            venue: "v".into(),
+            dates: vec![DateSpec {
+                starts_at: t(100_000),
+                sections: vec![SectionSpec {
+                    name: "A".into(),
+                    rows: 1,
+                    seats_per_row: 10,
+                    price: 100,
+                }],
+            }],
+        };
+        let mut catalog = CatalogState::default();
+        let rules = CatalogRules {
+            seats_per_date_max: 100,
+            seat_price_max: Won(1_000_000),
+        };
+        catalog
+            .apply(CatalogCommand::Create(spec), rules, t(0))
+            .unwrap();
+        DateView::new(catalog.concert(ConcertId(1)).unwrap().dates[0].clone())
+    }
+
+    fn held(n: u128, seats: &[u32], at: Timestamp) -> Arc<Reservation> {
+        Arc::new(Reservation {
+            id: ReservationId(uuid::Uuid::from_u128(n)),
+            user: UserId(n as u64),
+            concert_id: ConcertId(1),
+            date_id: DateId(1),
+            seats: seats.iter().map(|&s| SeatId(s)).collect::<SeatList>(),
+            amount: Won(100 * seats.len() as u64),
+            status: ReservationStatus::Held,
+            created_at: at,
+            expires_at: at + Duration::seconds(300),
+            after_sale: None,
+        })
+    }
+
+    fn with_status(r: &Arc<Reservation>, status: ReservationStatus) -> Arc<Reservation> {
+        let mut r = Reservation::clone(r);
+        r.status = status;
+        Arc::new(r)
+    }
+
+    fn counts(available: u32, held: u32, sold: u32) -> SeatCounts {
+        SeatCounts {
+            available,
+            held,
+            sold,
+        }
+    }
+
+    #[test]
+    fn holds_of_one_deadline_end_one_at_a_time_or_all_at_once() {
+        let view = view();
+        let (a, b, c) = (
+            held(1, &[1, 2], t(0)),
+            held(2, &[3], t(0)),
+            held(3, &[4], t(0)),
+        );
+        view.show([&a, &b, &c], counts(6, 4, 0));
+        let after = t(300);
+        assert_eq!(
+            view.seat_status(SeatId(1), after),
+            Some(SeatStatus::Available)
+        );
+        assert_eq!(view.seats_available(after), 10, "every hold lapsed");
+        view.show([&with_status(&b, ReservationStatus::Paid)], counts(6, 3, 1));
+        assert_eq!(view.seat_status(SeatId(3), after), Some(SeatStatus::Sold));
+        assert_eq!(
+            view.seat_status(SeatId(2), after),
+            Some(SeatStatus::Available)
+        );
+        assert_eq!(view.seats_available(after), 9, "a and c lapsed, b sold");
+        assert_eq!(view.seat_status(SeatId(4), t(1)), Some(SeatStatus::Held));
+        let expired = [&a, &c].map(|r| with_status(r, ReservationStatus::Expired));
+        view.show(&expired, counts(9, 0, 1));
+        assert!(view.tally.lock().deadlines.is_empty());
+        assert_eq!(view.seats_available(after), 9);
+        assert_eq!(
+            view.seat_status(SeatId(4), t(1)),
+            Some(SeatStatus::Available)
+        );
     }
 }
