@@ -2,9 +2,11 @@
 //!
 //! What a reader takes:
 //! - a seat's status ([`DateView::seat_status`]): one atomic load of the seat's status
-//!   byte, and for a held seat one of the earliest live deadline; lock-free unless a
-//!   hold has passed its deadline and the actor has not recorded it yet (then the
-//!   tally says whether this seat's hold is one of them);
+//!   byte, and for a held seat one of the earliest live deadline, both checked against
+//!   the view's version (a seqlock: the actor makes it odd while it changes them, so a
+//!   reader knows it read the byte and the deadline of one state); lock-free unless a
+//!   hold has passed its deadline and the actor has not recorded it yet, or the actor
+//!   was changing them meanwhile (then the tally, under its lock, decides);
 //! - the counts ([`DateView::seats_available`], [`DateView::recorded_counts`],
 //!   [`DateView::is_sold_out`]): a brief `parking_lot` mutex on the tally, which the
 //!   date actor takes once per published change to update the counts and the live
@@ -21,7 +23,7 @@ use crate::domain::{IdSet, ReservationId, SeatId, Timestamp};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
 
 const AVAILABLE: u8 = 0;
 const HELD: u8 = 1;
@@ -38,10 +40,13 @@ pub struct DateView {
     pub date: Date,
     /// Each seat's recorded status, by id: one byte per seat.
     seats: Box<[AtomicU8]>,
-    /// The earliest deadline of a live hold (microseconds; `u64::MAX`: none), stored
-    /// before the status bytes of the holds it covers: a held seat read while it is in
-    /// the future is held.
+    /// The earliest deadline of a live hold (microseconds; `u64::MAX`: none): a held
+    /// seat read, in one state, while it is in the future is held.
     earliest: AtomicU64,
+    /// Even while the bytes and `earliest` stand still, odd while the actor changes
+    /// them. Without it a reader could pair a held byte of a hold just recorded as
+    /// expired with the later deadline its end made earliest, and call the seat held.
+    version: AtomicU64,
     /// Counts and live deadlines, changed together so a reader never sees one without
     /// the other.
     tally: Mutex<Tally>,
@@ -114,6 +119,7 @@ impl DateView {
         DateView {
             seats: (0..total).map(|_| AtomicU8::new(AVAILABLE)).collect(),
             earliest: AtomicU64::new(u64::MAX),
+            version: AtomicU64::new(0),
             tally: Mutex::new(Tally {
                 counts,
                 deadlines: BTreeMap::new(),
@@ -158,28 +164,41 @@ impl DateView {
             let ids: Vec<ReservationId> = group.iter().map(|(_, id)| *id).collect();
             tally.remove(group[0].0, &ids);
         }
-        // Before the bytes: a reader that sees a new hold's byte sees its deadline.
-        self.earliest.store(tally.earliest(), Ordering::Release);
-        for reservation in changed.iter() {
-            let status = match reservation.status {
-                ReservationStatus::Held => HELD,
-                ReservationStatus::Paid => SOLD,
-                _ => AVAILABLE,
-            };
-            for seat in &reservation.seats {
-                self.seats[seat.0 as usize - 1].store(status, Ordering::Release);
+        self.change(|| {
+            self.earliest.store(tally.earliest(), Ordering::Relaxed);
+            for reservation in changed.iter() {
+                let status = match reservation.status {
+                    ReservationStatus::Held => HELD,
+                    ReservationStatus::Paid => SOLD,
+                    _ => AVAILABLE,
+                };
+                for seat in &reservation.seats {
+                    self.seats[seat.0 as usize - 1].store(status, Ordering::Relaxed);
+                }
             }
-        }
+        });
         tally.counts = counts;
+    }
+
+    /// Changes the bytes and `earliest` (the caller holds the tally's lock, so there is
+    /// one writer) with the version odd meanwhile: the writing half of a seqlock.
+    fn change(&self, stores: impl FnOnce()) {
+        let version = self.version.load(Ordering::Relaxed);
+        self.version.store(version + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        stores();
+        self.version.store(version + 2, Ordering::Release);
     }
 
     /// Shows a refunded reservation (it was paid, so no hold deadline is involved): its
     /// seats are available again.
     pub(in crate::engine) fn show_freed(&self, reservation: &Reservation, counts: SeatCounts) {
         let mut tally = self.tally.lock();
-        for seat in &reservation.seats {
-            self.seats[seat.0 as usize - 1].store(AVAILABLE, Ordering::Release);
-        }
+        self.change(|| {
+            for seat in &reservation.seats {
+                self.seats[seat.0 as usize - 1].store(AVAILABLE, Ordering::Relaxed);
+            }
+        });
         tally.counts = counts;
     }
 
@@ -213,11 +232,19 @@ impl DateView {
     pub fn seat_status(&self, id: SeatId, now: Timestamp) -> Option<SeatStatus> {
         let byte = self.seats.get((id.0 as usize).checked_sub(1)?)?;
         let now = micros(now);
-        Some(match byte.load(Ordering::Acquire) {
-            HELD if self.earliest.load(Ordering::Acquire) > now => SeatStatus::Held,
+        // The reading half of the seqlock (see `change`): the byte and the deadline
+        // belong to one state if the version was even and did not move.
+        let version = self.version.load(Ordering::Acquire);
+        let status = byte.load(Ordering::Relaxed);
+        let earliest = self.earliest.load(Ordering::Relaxed);
+        fence(Ordering::Acquire);
+        let steady = version % 2 == 0 && self.version.load(Ordering::Relaxed) == version;
+        Some(match status {
+            HELD if steady && earliest > now => SeatStatus::Held,
             HELD => {
-                // Some hold has lapsed unrecorded: under the lock the byte and the
-                // deadlines agree, and say whether it is this seat's.
+                // Some hold has lapsed unrecorded, or the actor was changing the view:
+                // under the lock the byte and the deadlines agree, and say whether the
+                // seat's hold is live.
                 let tally = self.tally.lock();
                 match byte.load(Ordering::Acquire) {
                     HELD if tally.lapsed_seat(id, now) => SeatStatus::Available,
@@ -362,5 +389,37 @@ mod tests {
             view.seat_status(SeatId(4), t(1)),
             Some(SeatStatus::Available)
         );
+    }
+
+    /// A hold the actor records as expired while a reader looks at its seat: at an
+    /// instant past its deadline the seat is available, whatever the reader catches of
+    /// the change (before the version, a reader could pair the old held byte with the
+    /// later deadline of another hold that the change made the earliest).
+    #[test]
+    fn a_lapsed_hold_never_reads_held_while_its_expiry_is_recorded() {
+        let view = Arc::new(view());
+        let (lapsing, live) = (held(1, &[1], t(0)), held(2, &[2], t(300)));
+        let expired = with_status(&lapsing, ReservationStatus::Expired);
+        view.show([&live], counts(9, 1, 0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (view, stop) = (view.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                // Past the first hold's deadline, before the second's.
+                while !stop.load(Ordering::Relaxed) || reads == 0 {
+                    let status = view.seat_status(SeatId(1), t(400));
+                    assert_eq!(status, Some(SeatStatus::Available), "read {reads}");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for _ in 0..300_000 {
+            view.show([&lapsing], counts(8, 2, 0));
+            view.show([&expired], counts(9, 1, 0));
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().expect("the reader saw no held seat") > 0);
     }
 }
