@@ -238,7 +238,7 @@ impl DateView {
         let status = byte.load(Ordering::Relaxed);
         let earliest = self.earliest.load(Ordering::Relaxed);
         fence(Ordering::Acquire);
-        let steady = version % 2 == 0 && self.version.load(Ordering::Relaxed) == version;
+        let steady = version.is_multiple_of(2) && self.version.load(Ordering::Relaxed) == version;
         Some(match status {
             HELD if steady && earliest > now => SeatStatus::Held,
             HELD => {
