@@ -1199,92 +1199,82 @@ impl DateState {
                 seat_id,
                 at,
             } => {
-                let mut shared = self
-                    .reservations
-                    .take(reservation_id)
-                    .expect("an admitted reservation exists");
-                let reservation = Arc::make_mut(&mut shared);
-                assert_eq!(
-                    reservation.status,
-                    ReservationStatus::Paid,
-                    "only a paid ticket is admitted"
-                );
-                assert!(
-                    reservation.admitted_at(*seat_id).is_none(),
-                    "a ticket is admitted once"
-                );
-                reservation.after_sale_mut().admitted.push(Admission {
-                    seat_id: *seat_id,
-                    at: *at,
+                let exists = "an admitted reservation exists";
+                self.change(*reservation_id, exists, |_, reservation| {
+                    assert_eq!(
+                        reservation.status,
+                        ReservationStatus::Paid,
+                        "only a paid ticket is admitted"
+                    );
+                    assert!(
+                        reservation.admitted_at(*seat_id).is_none(),
+                        "a ticket is admitted once"
+                    );
+                    reservation.after_sale_mut().admitted.push(Admission {
+                        seat_id: *seat_id,
+                        at: *at,
+                    });
                 });
-                self.reservations.put(shared);
             }
         }
     }
 
     /// Applies the seat side of a refund, live or when recovering.
     pub fn replay_refund(&mut self, refund: &Refund) {
-        let mut shared = self
-            .reservations
-            .take(&refund.reservation_id)
-            .expect("a refunded reservation exists");
-        let reservation = Arc::make_mut(&mut shared);
-        assert_eq!(
-            reservation.status,
-            ReservationStatus::Paid,
-            "only a paid reservation is refunded, once"
-        );
-        assert_eq!(
-            reservation.amount, refund.amount,
-            "a refund returns the whole amount"
-        );
-        reservation.status = ReservationStatus::Refunded;
-        reservation.after_sale_mut().refund_id = Some(refund.id);
-        let (id, user, seats) = (reservation.id, reservation.user, reservation.seats.clone());
-        move_seats(
-            &mut self.taken,
-            &mut self.counts,
-            &seats,
-            Seat::Sold(id),
-            Seat::Available,
-        );
-        if let Some(lookups) = &mut self.lookups {
-            lookups.uncount(user, seats.len() as u32);
-        }
-        self.reservations.put(shared);
+        let exists = "a refunded reservation exists";
+        self.change(refund.reservation_id, exists, |date, reservation| {
+            assert_eq!(
+                reservation.status,
+                ReservationStatus::Paid,
+                "only a paid reservation is refunded, once"
+            );
+            assert_eq!(
+                reservation.amount, refund.amount,
+                "a refund returns the whole amount"
+            );
+            reservation.status = ReservationStatus::Refunded;
+            reservation.after_sale_mut().refund_id = Some(refund.id);
+            move_seats(
+                &mut date.taken,
+                &mut date.counts,
+                &reservation.seats,
+                Seat::Sold(reservation.id),
+                Seat::Available,
+            );
+            if let Some(lookups) = &mut date.lookups {
+                lookups.uncount(reservation.user, reservation.seats.len() as u32);
+            }
+        });
     }
 
     /// Applies the seat side of a payment, live or when recovering.
     pub fn replay_payment(&mut self, payment: &Payment) {
-        let mut shared = self
-            .reservations
-            .take(&payment.reservation_id)
-            .expect("a paid reservation exists");
-        let reservation = Arc::make_mut(&mut shared);
-        assert_eq!(
-            reservation.status,
-            ReservationStatus::Held,
-            "only a live hold is paid"
-        );
-        assert_eq!(
-            reservation.amount, payment.amount,
-            "a payment pays the whole amount"
-        );
-        reservation.status = ReservationStatus::Paid;
-        reservation.after_sale_mut().payment_id = Some(payment.id);
-        if let Some(lookups) = &mut self.lookups {
-            lookups
-                .deadlines
-                .remove(reservation.expires_at, reservation.id);
-        }
-        move_seats(
-            &mut self.taken,
-            &mut self.counts,
-            &reservation.seats,
-            Seat::Held(reservation.id),
-            Seat::Sold(reservation.id),
-        );
-        self.reservations.put(shared);
+        let exists = "a paid reservation exists";
+        self.change(payment.reservation_id, exists, |date, reservation| {
+            assert_eq!(
+                reservation.status,
+                ReservationStatus::Held,
+                "only a live hold is paid"
+            );
+            assert_eq!(
+                reservation.amount, payment.amount,
+                "a payment pays the whole amount"
+            );
+            reservation.status = ReservationStatus::Paid;
+            reservation.after_sale_mut().payment_id = Some(payment.id);
+            if let Some(lookups) = &mut date.lookups {
+                lookups
+                    .deadlines
+                    .remove(reservation.expires_at, reservation.id);
+            }
+            move_seats(
+                &mut date.taken,
+                &mut date.counts,
+                &reservation.seats,
+                Seat::Held(reservation.id),
+                Seat::Sold(reservation.id),
+            );
+        });
     }
 
     fn replay_held(&mut self, reservation: &Arc<Reservation>) {
@@ -1310,28 +1300,38 @@ impl DateState {
     }
 
     fn release(&mut self, id: ReservationId, status: ReservationStatus) {
-        let mut shared = self
-            .reservations
-            .take(&id)
-            .expect("a released reservation exists");
-        let reservation = Arc::make_mut(&mut shared);
-        assert_eq!(
-            reservation.status,
-            ReservationStatus::Held,
-            "only a live hold is released"
-        );
-        reservation.status = status;
-        move_seats(
-            &mut self.taken,
-            &mut self.counts,
-            &reservation.seats,
-            Seat::Held(id),
-            Seat::Available,
-        );
-        if let Some(lookups) = &mut self.lookups {
-            lookups.deadlines.remove(reservation.expires_at, id);
-            lookups.uncount(reservation.user, reservation.seats.len() as u32);
-        }
+        self.change(id, "a released reservation exists", |date, reservation| {
+            assert_eq!(
+                reservation.status,
+                ReservationStatus::Held,
+                "only a live hold is released"
+            );
+            reservation.status = status;
+            move_seats(
+                &mut date.taken,
+                &mut date.counts,
+                &reservation.seats,
+                Seat::Held(id),
+                Seat::Available,
+            );
+            if let Some(lookups) = &mut date.lookups {
+                lookups.deadlines.remove(reservation.expires_at, id);
+                lookups.uncount(reservation.user, reservation.seats.len() as u32);
+            }
+        });
+    }
+
+    /// Changes reservation `id`, which must exist (`exists` says why it must): its
+    /// shared copy is taken out of the set (copied first if anyone else holds it),
+    /// changed together with the rest of the date, and put back.
+    fn change(
+        &mut self,
+        id: ReservationId,
+        exists: &str,
+        change: impl FnOnce(&mut DateState, &mut Reservation),
+    ) {
+        let mut shared = self.reservations.take(&id).expect(exists);
+        change(self, Arc::make_mut(&mut shared));
         self.reservations.put(shared);
     }
 
