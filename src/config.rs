@@ -115,7 +115,8 @@ pub struct Config {
     /// Largest wallet balance, in won.
     #[arg(long, env = "BOXOFFICE_MAX_BALANCE", default_value_t = 1_000_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_balance: u64,
-    /// Take a snapshot after this many logged events.
+    /// Take a snapshot after this many logged events, once the log has also grown by as
+    /// many bytes as the last snapshot holds.
     #[arg(long, env = "BOXOFFICE_SNAPSHOT_EVERY_EVENTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every_events: u64,
     /// Take a snapshot at least this often while anything changes.

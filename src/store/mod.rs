@@ -131,7 +131,8 @@ pub struct StoreOptions {
     pub dir: PathBuf,
     /// When to fsync.
     pub fsync: FsyncPolicy,
-    /// Take a snapshot after this many events.
+    /// Take a snapshot after this many events (and once the log has grown by as many
+    /// bytes as the last snapshot held: see [`shadow`]).
     pub snapshot_every_events: u64,
     /// Take a snapshot at least this often when anything changed.
     pub snapshot_interval: std::time::Duration,
@@ -221,13 +222,18 @@ fn start(
     log: impl log::Log,
 ) -> Result<Opened, StoreError> {
     let next_seq = recovered.image.seq + 1;
+    let snapshot_seq = recovered.image.seq - recovered.replayed;
+    // The newest snapshot's size, if it was loaded from this directory.
+    let snapshot_bytes = std::fs::metadata(options.dir.join(snapshot::file_name(snapshot_seq)))
+        .map_or(0, |m| m.len());
     let replica = Shadow {
         image: recovered.image.replica(),
         rules: *rules,
         dir: options.dir.clone(),
         every_events: options.snapshot_every_events,
         interval: options.snapshot_interval,
-        snapshot_seq: recovered.image.seq - recovered.replayed,
+        snapshot_seq,
+        snapshot_bytes,
         metrics: metrics.clone(),
     };
     let (shadow_tap, snapshots) = replica.spawn().map_err(StoreError::io(&options.dir))?;

@@ -8,6 +8,15 @@
 //! The log's driver feeds it through [`ShadowTap`] (a [`Tap`]) before any caller is told
 //! of the events, so a snapshot asked for through [`SnapshotHandle`] after a reply
 //! includes what that reply acknowledged.
+//!
+//! A snapshot writes the whole state, so its cost grows with the state while the events
+//! between two snapshots cost the same however big it is. Taken every `every_events`
+//! events, snapshots of a state that keeps growing (a big sale: every hold adds a
+//! reservation) would cost more and more per event. So the replica also waits until
+//! the log has grown, since the last snapshot, by at least as many bytes as that
+//! snapshot held ([`due_by_events`]): snapshots then write at most about two bytes per
+//! byte logged, and a restart replays at most about a snapshot's worth of log after
+//! loading the snapshot.
 
 use super::log::{LogError, Tap};
 use super::{StoreMetrics, snapshot};
@@ -54,8 +63,19 @@ pub struct Shadow {
     pub interval: Duration,
     /// The sequence number of the newest snapshot on disk (0: none).
     pub snapshot_seq: u64,
+    /// The size in bytes of the newest snapshot on disk (0: none).
+    pub snapshot_bytes: u64,
     /// Where snapshot timings and sizes go.
     pub metrics: Arc<StoreMetrics>,
+}
+
+/// Whether the events applied since the last snapshot call for the next one: at least
+/// `every_events` of them, and at least `snapshot_bytes` (the last snapshot's size)
+/// appended to the log since. Only the file log counts its bytes: with none counted (a
+/// replicated log, or a follower copying the leader's events) the number of events
+/// decides alone.
+pub fn due_by_events(events: u64, every_events: u64, logged: u64, snapshot_bytes: u64) -> bool {
+    events >= every_events && (logged == 0 || logged >= snapshot_bytes)
 }
 
 /// Feeds durable events to the replica (the log's driver calls it).
@@ -120,9 +140,10 @@ impl Shadow {
     /// Runs the replica until told to stop (or every sender is gone).
     fn run(mut self, inbox: Receiver<ShadowMessage>) {
         let mut last_snapshot = Instant::now();
-        // The last sequence number a snapshot was tried at: a failed one is not retried
-        // before more events or the interval call for one.
+        // The last sequence number a snapshot was tried at, and the log's size then: a
+        // failed one is not retried before more events or the interval call for one.
         let mut tried_seq = self.snapshot_seq;
+        let mut tried_logged = self.logged_bytes();
         // Whether events were applied since the replica last let commits gather.
         let mut applied = false;
         loop {
@@ -144,13 +165,18 @@ impl Shadow {
                     }
                     applied = true;
                     self.show_backlog();
-                    self.image.seq - tried_seq >= self.every_events
+                    due_by_events(
+                        self.image.seq - tried_seq,
+                        self.every_events,
+                        self.logged_bytes().saturating_sub(tried_logged),
+                        self.snapshot_bytes,
+                    )
                 }
                 Ok(ShadowMessage::Snapshot(reply)) => {
                     let result = self.snapshot().map_err(|()| LogError::Stopped);
                     // The caller may have stopped waiting; that is fine.
                     let _ = reply.send(result);
-                    tried_seq = self.image.seq;
+                    (tried_seq, tried_logged) = (self.image.seq, self.logged_bytes());
                     last_snapshot = Instant::now();
                     false
                 }
@@ -166,12 +192,18 @@ impl Shadow {
             };
             if due {
                 let _ = self.snapshot();
-                tried_seq = self.image.seq;
+                (tried_seq, tried_logged) = (self.image.seq, self.logged_bytes());
                 last_snapshot = Instant::now();
             } else if last_snapshot.elapsed() >= self.interval {
                 last_snapshot = Instant::now();
             }
         }
+    }
+
+    /// Bytes this process has appended to the log (at least those of every event
+    /// applied so far; a commit in flight may be counted before it arrives here).
+    fn logged_bytes(&self) -> u64 {
+        self.metrics.log_bytes.get()
     }
 
     fn show_backlog(&self) {
@@ -201,6 +233,7 @@ impl Shadow {
                     "snapshot written"
                 );
                 self.snapshot_seq = self.image.seq;
+                self.snapshot_bytes = bytes;
                 self.show_backlog();
                 Ok(self.image.seq)
             }
@@ -222,5 +255,157 @@ impl Shadow {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::wallet::{Charge, WalletEvent};
+    use crate::domain::{ChargeId, UserId, Won};
+
+    /// The snapshots the rule takes while a state grows by `grows` bytes an event, each
+    /// event `logged` bytes of log: the sequence numbers they are taken at.
+    fn snapshots_taken(events: u64, every_events: u64, logged: u64, grows: u64) -> Vec<u64> {
+        let (mut taken, mut tried_seq, mut tried_logged, mut snapshot_bytes) = (vec![], 0, 0, 0);
+        for seq in 1..=events {
+            if due_by_events(
+                seq - tried_seq,
+                every_events,
+                seq * logged - tried_logged,
+                snapshot_bytes,
+            ) {
+                taken.push(seq);
+                (tried_seq, tried_logged, snapshot_bytes) = (seq, seq * logged, seq * grows);
+            }
+        }
+        taken
+    }
+
+    #[test]
+    fn a_state_that_stays_small_is_snapshotted_every_so_many_events() {
+        // A room where people come and go: the state stays at a few kB.
+        let mut small = 0u64;
+        let mut taken = vec![];
+        let (mut tried_seq, mut snapshot_bytes) = (0, 0);
+        for seq in 1..=1_000u64 {
+            small = (small + 37) % 4_000;
+            if due_by_events(
+                seq - tried_seq,
+                100,
+                (seq - tried_seq) * 100,
+                snapshot_bytes,
+            ) {
+                taken.push(seq);
+                (tried_seq, snapshot_bytes) = (seq, small);
+            }
+        }
+        assert_eq!(taken, (1..=10).map(|n| n * 100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_growing_state_is_snapshotted_less_often_as_it_grows() {
+        // A sale: each hold logs about 120 bytes and adds about as much to the state.
+        let (events, every, bytes) = (10_000_000, 100_000, 120);
+        let taken = snapshots_taken(events, every, bytes, bytes);
+        assert_eq!(
+            taken,
+            [
+                100_000, 200_000, 400_000, 800_000, 1_600_000, 3_200_000, 6_400_000
+            ]
+        );
+        // Each snapshot waits for a log as big as the one before it, so the bytes
+        // written to snapshots stay within twice the bytes logged; one every 100,000
+        // events would have written fifty times the log.
+        let logged = events * bytes;
+        let written: u64 = taken.iter().map(|seq| seq * bytes).sum();
+        assert!(written <= 2 * logged, "{written} > 2 × {logged}");
+        let every_so_many: u64 = (1..=events / every).map(|n| n * every * bytes).sum();
+        assert!(every_so_many > 50 * logged, "{every_so_many}");
+    }
+
+    #[test]
+    fn events_not_appended_here_are_counted_by_number_alone() {
+        // A follower's replica sees the leader's events; its own log grows by nothing.
+        assert!(due_by_events(100, 100, 0, 1 << 30));
+        assert!(!due_by_events(99, 100, 0, 0));
+        assert!(!due_by_events(100, 100, 10, 11));
+        assert!(due_by_events(100, 100, 11, 11));
+    }
+
+    fn charge(n: u64) -> Event {
+        Event::Wallet(WalletEvent::Charged(Charge {
+            id: ChargeId(uuid::Uuid::from_u128(u128::from(n))),
+            user: UserId(n),
+            amount: Won(500),
+            balance_after: Won(500),
+            at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            idempotency_key: None,
+        }))
+    }
+
+    /// Waits until `done` says so (the replica works on its own thread).
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "still waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn snapshot_seqs(dir: &std::path::Path) -> Vec<u64> {
+        snapshot::list(dir)
+            .unwrap()
+            .iter()
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+
+    #[test]
+    fn the_replica_waits_for_the_log_to_grow_by_a_snapshot_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = Config::default().rules();
+        let metrics = Arc::new(StoreMetrics::default());
+        let shadow = Shadow {
+            image: Image::empty(&rules),
+            rules,
+            dir: dir.path().to_path_buf(),
+            every_events: 10,
+            interval: Duration::from_secs(3600),
+            snapshot_seq: 0,
+            snapshot_bytes: 0,
+            metrics: metrics.clone(),
+        };
+        let (mut tap, _snapshots) = shadow.spawn().unwrap();
+        let mut commit = |seq: u64, logged: u64| {
+            metrics.log_bytes.inc_by(logged);
+            tap.committed(seq, &Arc::from(vec![charge(seq)]));
+        };
+        for seq in 1..=10 {
+            commit(seq, 1);
+        }
+        wait_for("the first snapshot", || {
+            !snapshot_seqs(dir.path()).is_empty()
+        });
+        let first = snapshot::list(dir.path()).unwrap();
+        assert_eq!(snapshot_seqs(dir.path()), [10]);
+        let size = std::fs::metadata(&first[0].1).unwrap().len();
+        assert!(size > 100, "{size}");
+        // Ten times the events, but fewer bytes logged than the snapshot holds.
+        for seq in 11..=110 {
+            commit(seq, 1);
+        }
+        wait_for("the events after it", || {
+            metrics.events_since_snapshot.get() == 100
+        });
+        assert_eq!(snapshot_seqs(dir.path()), [10]);
+        // The log reaches the snapshot's size: the next event is snapshotted.
+        commit(111, size - 100);
+        wait_for("the second snapshot", || {
+            snapshot_seqs(dir.path()).len() == 2
+        });
+        assert_eq!(snapshot_seqs(dir.path()), [10, 111]);
+        tap.stop();
     }
 }
