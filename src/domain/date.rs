@@ -526,10 +526,6 @@ impl Reservations {
         self.0.get(id).map(|r| &r.0)
     }
 
-    fn contains(&self, id: &ReservationId) -> bool {
-        self.0.contains(id)
-    }
-
     fn values(&self) -> impl Iterator<Item = &Arc<Reservation>> {
         self.0.iter().map(|r| &r.0)
     }
@@ -537,6 +533,11 @@ impl Reservations {
     /// Takes a reservation out to change it; [`Reservations::put`] puts it back.
     fn take(&mut self, id: &ReservationId) -> Option<Arc<Reservation>> {
         self.0.take(id).map(|r| r.0)
+    }
+
+    /// Adds a new reservation; answers false (and adds nothing) if its id is taken.
+    fn add(&mut self, reservation: Arc<Reservation>) -> bool {
+        self.0.insert(ById(reservation))
     }
 
     /// Adds a reservation, or puts one back after a change.
@@ -1279,7 +1280,7 @@ impl DateState {
 
     fn replay_held(&mut self, reservation: &Arc<Reservation>) {
         assert!(
-            !self.reservations.contains(&reservation.id),
+            self.reservations.add(Arc::clone(reservation)),
             "reservation ids are unique"
         );
         move_seats(
@@ -1296,7 +1297,6 @@ impl DateState {
                 .deadlines
                 .insert(reservation.expires_at, reservation.id);
         }
-        self.reservations.put(Arc::clone(reservation));
     }
 
     fn release(&mut self, id: ReservationId, status: ReservationStatus) {
