@@ -107,6 +107,7 @@ pub async fn open(
         connection.clone(),
         start.leadership.clone(),
         tokio::runtime::Handle::current(),
+        metrics.clone(),
     );
     let recovered = store::recovery::Recovered {
         image: start.image,

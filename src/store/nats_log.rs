@@ -29,10 +29,10 @@
 //! stores it once, for as long as the lease holds; the lease is checked again after
 //! the acknowledgement, and an append that outlived the lease is not acknowledged.
 
-use super::StoreError;
 use super::format::FORMAT_VERSION;
 use super::leadership::Leadership;
 use super::log::{Append, Log};
+use super::{StoreError, StoreMetrics};
 use crate::domain::Event;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use bytes::Bytes;
@@ -297,6 +297,9 @@ pub struct NatsLog {
     leadership: Arc<Leadership>,
     runtime: tokio::runtime::Handle,
     max_payload: usize,
+    /// Where the bytes published go (`boxoffice_log_bytes`, which the snapshot replica
+    /// also reads).
+    metrics: Arc<StoreMetrics>,
 }
 
 impl NatsLog {
@@ -306,6 +309,7 @@ impl NatsLog {
         connection: NatsConnection,
         leadership: Arc<Leadership>,
         runtime: tokio::runtime::Handle,
+        metrics: Arc<StoreMetrics>,
     ) -> NatsLog {
         let max_payload = connection
             .client
@@ -318,6 +322,7 @@ impl NatsLog {
             leadership,
             runtime,
             max_payload,
+            metrics,
         }
     }
 
@@ -335,6 +340,7 @@ impl NatsLog {
             let last = first + events.len() as u64 - 1;
             let id = format!("{}-{first}", self.leadership.epoch());
             let payload = Bytes::from(payload);
+            let len = payload.len() as u64;
             let written = publish(
                 &self.connection,
                 &self.leadership,
@@ -345,7 +351,10 @@ impl NatsLog {
             )
             .await;
             match written {
-                Ok(position) => self.leadership.set_log_position(position),
+                Ok(position) => {
+                    self.leadership.set_log_position(position);
+                    self.metrics.log_bytes.inc_by(len);
+                }
                 Err(e) => {
                     self.leadership.step_down();
                     return Err(StoreError::Replicated(format!(

@@ -71,9 +71,8 @@ pub struct Shadow {
 
 /// Whether the events applied since the last snapshot call for the next one: at least
 /// `every_events` of them, and at least `snapshot_bytes` (the last snapshot's size)
-/// appended to the log since. Only the file log counts its bytes: with none counted (a
-/// replicated log, or a follower copying the leader's events) the number of events
-/// decides alone.
+/// appended to the log since. Events this process did not append (a follower's copy of
+/// the leader's) count no bytes: with none counted, the number of events decides alone.
 pub fn due_by_events(events: u64, every_events: u64, logged: u64, snapshot_bytes: u64) -> bool {
     events >= every_events && (logged == 0 || logged >= snapshot_bytes)
 }
