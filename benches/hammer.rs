@@ -25,13 +25,14 @@
 //! is a token check, two view reads and a 409: no actor round trip, no disk), the
 //! durable flash sale at ≥ 0.6× (every hold waits for one group-committed fsync, shared
 //! by the batch), and p99 ≤ 10 ms at 64 connections. Where it stands (December 2026):
-//! one seat about 0.55×, the sale about 0.28× (about the same with `--fsync never`: it
-//! is bound by CPU, not the disk), p99 4–7 ms. The server CPU column says why: the
+//! one seat about 0.53×, the sale about 0.25× (about the same with `--fsync never`: it
+//! is bound by CPU, not the disk), p99 5–8 ms. The server CPU column says why: the
 //! empty handler costs about 6 µs a request, a 409 about 13 (the request's span,
-//! metrics, the token check, JSON in and out) and a durable hold about 28 (of which
+//! metrics, the token check, JSON in and out) and a durable hold about 31 (of which
 //! the engine itself, measured in process by `cargo bench --bench store -- hold`,
-//! about 4.3; the rest is the wake-ups between connection tasks, the date actor and
-//! the log writer, with small batches at 64 connections).
+//! about 4.2; the rest is the wake-ups between connection tasks, the date actor and
+//! the log writer, with small batches at 64 connections, and the log writer's
+//! `fdatasync` in the kernel).
 
 #[path = "common/cpu.rs"]
 mod cpu;
