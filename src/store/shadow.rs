@@ -260,9 +260,12 @@ impl Shadow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::domain::wallet::{Charge, WalletEvent};
+    use crate::domain::catalog::CatalogRules;
+    use crate::domain::date::DateRules;
+    use crate::domain::queue::QueueRules;
+    use crate::domain::wallet::{Charge, WalletEvent, WalletRules};
     use crate::domain::{ChargeId, UserId, Won};
+    use chrono::Duration as Span;
 
     /// The snapshots the rule takes while a state grows by `grows` bytes an event, each
     /// event `logged` bytes of log: the sequence numbers they are taken at.
@@ -364,7 +367,30 @@ mod tests {
     #[test]
     fn the_replica_waits_for_the_log_to_grow_by_a_snapshot_before_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        let rules = Config::default().rules();
+        let rules = Rules {
+            catalog: CatalogRules {
+                seats_per_date_max: 1000,
+                seat_price_max: Won(1_000_000),
+            },
+            date: DateRules {
+                hold_ttl: Span::minutes(5),
+                seats_per_reservation_max: 4,
+                seats_per_user_max: 8,
+                refund_closes_before: Span::hours(1),
+            },
+            queue: QueueRules {
+                active_max: 10,
+                active_ttl: Span::minutes(10),
+                idle_timeout: Span::minutes(1),
+            },
+            wallet: WalletRules {
+                charge_max: Won(1_000_000),
+                balance_max: Won(10_000_000),
+                idempotency_ttl: Span::hours(24),
+            },
+            mailbox_len: 64,
+            wallet_shards: 2,
+        };
         let metrics = Arc::new(StoreMetrics::default());
         let shadow = Shadow {
             image: Image::empty(&rules),
