@@ -67,10 +67,13 @@ impl Directory {
         &self,
         concert: Arc<Concert>,
         states: Vec<DateState>,
-        queue: QueueState,
+        queue_state: QueueState,
         context: &Context,
     ) -> Arc<ConcertEntry> {
         assert_eq!(states.len(), concert.dates.len(), "one state per date");
+        // The room's mailbox comes first: the dates note their holds in it, and the
+        // room reads the dates' views.
+        let (queue, queue_inbox) = QueueHandle::mailbox(context.rules.mailbox_len);
         let dates: Vec<Arc<DateEntry>> = concert
             .dates
             .iter()
@@ -83,6 +86,7 @@ impl Directory {
                     index: context.index.clone(),
                     clock: context.clock.clone(),
                     journal: context.journal.clone(),
+                    room: queue.clone(),
                 };
                 let handle = DateHandle::spawn(state, deps, context.rules.mailbox_len);
                 Arc::new(DateEntry { view, handle })
@@ -95,7 +99,7 @@ impl Directory {
             clock: context.clock.clone(),
             journal: context.journal.clone(),
         };
-        let queue = QueueHandle::spawn(queue, deps, context.rules.mailbox_len);
+        queue_inbox.spawn(queue_state, deps);
         for (date, entry) in concert.dates.iter().zip(&dates) {
             self.dates.insert(date.id, entry.clone());
         }

@@ -15,12 +15,14 @@
 //! - pausing and cancelling sales, and the operator's reports, computed between
 //!   batches from its state.
 //!
-//! Talks to: nobody but the journal (callers reach it through [`DateHandle`]).
+//! Talks to: the journal, and its concert's waiting room, which it tells of each
+//! commit's holds once they are durable (callers reach it through [`DateHandle`]).
 
 use super::clock::Clock;
 use super::ids;
 use super::journal::{Batch, Gated, Journal};
 use super::mailbox::{self, BATCH_LEN_MAX};
+use super::queue::{NotedHold, QueueHandle};
 use super::views::{DateView, ReservationIndex};
 use super::{Error, Reply};
 use crate::domain::date::{
@@ -119,6 +121,8 @@ pub struct DateDeps {
     pub clock: Arc<dyn Clock>,
     /// Where its batches go.
     pub journal: Journal,
+    /// Its concert's waiting room, told of the holds.
+    pub room: QueueHandle,
 }
 
 impl DateHandle {
@@ -276,16 +280,44 @@ impl DateActor {
                 self.publish(&event);
                 batch.push(Event::Date(self.state.date_id(), event));
             }
+            let mut held = Vec::new();
             for message in messages.drain(..) {
                 if let Some(message) = self.deps.journal.admit(message, &mut batch) {
-                    self.handle(message, now, &mut batch);
+                    self.handle(message, now, &mut batch, &mut held);
                 }
+            }
+            if !held.is_empty() {
+                self.note_when_durable(held, &mut batch);
             }
             self.deps.journal.submit(batch).await;
         }
     }
 
-    fn handle(&mut self, message: DateMessage, now: Timestamp, batch: &mut Batch) {
+    /// Tells the room of the batch's holds once they are durable, before any of their
+    /// callers hears of them: nobody can pay for a hold (which ends the entry) before
+    /// the room has noted it. Replay notes every logged hold, so a note lost to a full
+    /// mailbox only lets the entry end with its window instead, until a restart.
+    fn note_when_durable(&self, held: Vec<NotedHold>, batch: &mut Batch) {
+        let room = self.deps.room.clone();
+        let note: super::journal::Release = Box::new(move |committed| {
+            if committed.is_err() {
+                return;
+            }
+            let holds = held.len();
+            if let Err(e) = room.note_holds(held) {
+                tracing::warn!(holds, "holds not noted by the waiting room: {e}");
+            }
+        });
+        batch.replies.insert(0, note);
+    }
+
+    fn handle(
+        &mut self,
+        message: DateMessage,
+        now: Timestamp,
+        batch: &mut Batch,
+        held: &mut Vec<NotedHold>,
+    ) {
         let date_id = self.state.date_id();
         match message {
             DateMessage::Hold { user, seats, reply } => {
@@ -300,6 +332,11 @@ impl DateActor {
                         unreachable!("a hold makes SeatsHeld")
                     };
                     let reservation = Reservation::clone(reservation);
+                    held.push(NotedHold {
+                        user,
+                        reservation_id: reservation.id,
+                        expires_at: reservation.expires_at,
+                    });
                     batch.push(Event::Date(date_id, event));
                     reservation
                 });

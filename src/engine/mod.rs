@@ -418,17 +418,8 @@ impl Engine {
         if !taken.is_empty() {
             return Err(Rejection::SeatUnavailable(taken).into());
         }
+        // Once the hold is durable, the date actor has told the room, before this reply.
         let reservation = date.handle.hold(user, seats).await?;
-        // The seats are held and logged: the hold succeeded. The room notes it (no
-        // await in between, so a caller that goes away cannot skip this). Should the
-        // room be overloaded, the entry just ends with its active window instead, until
-        // a restart: replay notes every logged hold.
-        if let Err(e) = concert
-            .queue
-            .note_hold(user, reservation.id, reservation.expires_at)
-        {
-            tracing::warn!(%user, reservation = %reservation.id, "hold not noted by the queue: {e}");
-        }
         Ok(reservation)
     }
 

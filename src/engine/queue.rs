@@ -8,8 +8,9 @@
 //! so holds check admission without a round trip.
 //!
 //! Holds, cancels and payments tell the room without waiting for an answer: the room's
-//! bookkeeping of them is never what a caller waits for. The mailbox keeps them in
-//! order with everything else the same caller sends.
+//! bookkeeping of them is never what a caller waits for. A date actor notes each
+//! commit's holds in one message, before any of their callers hears of them; cancels
+//! and payments come from their callers, after the same caller's hold.
 //! Talks to: the journal; reads its dates' [`DateView`]s.
 
 use super::clock::Clock;
@@ -41,11 +42,8 @@ enum QueueMessage {
         user: UserId,
         reply: Reply<()>,
     },
-    NoteHold {
-        user: UserId,
-        reservation_id: ReservationId,
-        expires_at: Timestamp,
-    },
+    /// One commit's holds on a date of the concert.
+    NoteHolds(Vec<NotedHold>),
     ReleaseHold {
         user: UserId,
         reservation_id: ReservationId,
@@ -77,20 +75,53 @@ impl QueueMessage {
             QueueMessage::Join { user, .. }
             | QueueMessage::Poll { user, .. }
             | QueueMessage::Leave { user, .. }
-            | QueueMessage::NoteHold { user, .. }
             | QueueMessage::ReleaseHold { user, .. } => Some(*user),
             QueueMessage::Complete { payment, .. }
             | QueueMessage::Follow(Followed::Payment(payment)) => Some(payment.user),
             QueueMessage::Follow(Followed::Hold(held)) => Some(held.user),
+            // Each noted hold's user is shown as it is noted.
+            QueueMessage::NoteHolds(_) => None,
             QueueMessage::Follow(Followed::Event(_)) | QueueMessage::Promoted => None,
         }
     }
+}
+
+/// A hold the room is told of: who holds seats, and until when.
+pub struct NotedHold {
+    /// The holder.
+    pub user: UserId,
+    /// The reservation.
+    pub reservation_id: ReservationId,
+    /// When the hold ends unpaid.
+    pub expires_at: Timestamp,
 }
 
 /// The way to one concert's queue actor.
 #[derive(Clone)]
 pub struct QueueHandle {
     mailbox: mpsc::Sender<QueueMessage>,
+}
+
+/// The other end of a queue actor's mailbox, before the actor runs: a concert's date
+/// actors are given the room's [`QueueHandle`] before the room starts (it reads their
+/// views).
+pub struct QueueInbox {
+    inbox: mpsc::Receiver<QueueMessage>,
+}
+
+impl QueueInbox {
+    /// Starts the actor on this mailbox.
+    pub fn spawn(self, state: QueueState, deps: QueueDeps) {
+        for (user, deadline) in state.active_users() {
+            deps.view.show(user, Some(deadline));
+        }
+        let actor = QueueActor {
+            state,
+            deps,
+            inbox: self.inbox,
+        };
+        tokio::spawn(actor.run());
+    }
 }
 
 /// What a queue actor needs besides its state.
@@ -111,15 +142,11 @@ impl QueueHandle {
         self.mailbox.max_capacity() - self.mailbox.capacity()
     }
 
-    /// Spawns the actor for `state`.
-    pub fn spawn(state: QueueState, deps: QueueDeps, mailbox_len: usize) -> Self {
+    /// A queue actor's mailbox: the handle to it, and the inbox to start the actor on
+    /// ([`QueueInbox::spawn`]).
+    pub fn mailbox(mailbox_len: usize) -> (QueueHandle, QueueInbox) {
         let (mailbox, inbox) = mpsc::channel(mailbox_len);
-        for (user, deadline) in state.active_users() {
-            deps.view.show(user, Some(deadline));
-        }
-        let actor = QueueActor { state, deps, inbox };
-        tokio::spawn(actor.run());
-        QueueHandle { mailbox }
+        (QueueHandle { mailbox }, QueueInbox { inbox })
     }
 
     /// Joins the line; `true` if a new entry was made.
@@ -137,22 +164,12 @@ impl QueueHandle {
         mailbox::call(&self.mailbox, |reply| QueueMessage::Leave { user, reply }).await
     }
 
-    /// Tells the room an active user holds seats until `expires_at` (the entry then
-    /// ends if the hold expires unpaid). Nothing is logged for it: the date logged the
-    /// hold. Does not wait; fails only if the mailbox is full.
-    pub fn note_hold(
-        &self,
-        user: UserId,
-        reservation_id: ReservationId,
-        expires_at: Timestamp,
-    ) -> Result<(), Error> {
-        let message = QueueMessage::NoteHold {
-            user,
-            reservation_id,
-            expires_at,
-        };
+    /// Tells the room that active users hold seats (each entry then ends if its hold
+    /// expires unpaid). Nothing is logged for it: the date logged the holds. Does not
+    /// wait; fails only if the mailbox is full.
+    pub fn note_holds(&self, holds: Vec<NotedHold>) -> Result<(), Error> {
         self.mailbox
-            .try_send(message)
+            .try_send(QueueMessage::NoteHolds(holds))
             .map_err(|_| Error::Overloaded)
     }
 
@@ -201,7 +218,7 @@ impl Gated for QueueMessage {
             read @ (QueueMessage::Poll { .. }
             | QueueMessage::Follow(_)
             | QueueMessage::Promoted) => return Some(read),
-            QueueMessage::NoteHold { .. }
+            QueueMessage::NoteHolds(_)
             | QueueMessage::ReleaseHold { .. }
             | QueueMessage::Complete { .. } => {}
         }
@@ -321,14 +338,13 @@ impl QueueActor {
                     .map(|event| self.log(event, batch));
                 batch.reply(reply, result.map_err(Error::from));
             }
-            QueueMessage::NoteHold {
-                user,
-                reservation_id,
-                expires_at,
-            } => {
-                // Logged already, by the date (`SeatsHeld`): replay notes it from there.
-                // The run loop shows the entry afterwards, as after every message.
-                self.state.note_hold(user, reservation_id, expires_at);
+            QueueMessage::NoteHolds(holds) => {
+                // Logged already, by the date (`SeatsHeld`): replay notes them from there.
+                for hold in holds {
+                    self.state
+                        .note_hold(hold.user, hold.reservation_id, hold.expires_at);
+                    self.publish(hold.user);
+                }
             }
             QueueMessage::ReleaseHold {
                 user,
