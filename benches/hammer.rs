@@ -30,7 +30,7 @@
 //! empty handler costs about 6 µs a request, a 409 about 13 (the request's span,
 //! metrics, the token check, JSON in and out) and a durable hold about 31 (of which
 //! the engine itself, measured in process by `cargo bench --bench store -- hold`,
-//! about 4.2; the rest is the wake-ups between connection tasks, the date actor and
+//! about 4; the rest is the wake-ups between connection tasks, the date actor and
 //! the log writer, with small batches at 64 connections, and the log writer's
 //! `fdatasync` in the kernel).
 
