@@ -4,13 +4,16 @@
 
 use crate::domain::{Timestamp, UserId};
 use dashmap::DashMap;
+use rustc_hash::FxBuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Who is `ACTIVE` in one concert's waiting room, and until when: written by the queue
 /// actor before it releases any reply, read by holds without a mailbox round trip.
 #[derive(Default)]
 pub struct QueueView {
-    active: DashMap<UserId, Timestamp>,
+    /// Keyed by ids the server gives out, so hashed with FxHash rather than SipHash:
+    /// every hold reads it and every note writes it.
+    active: DashMap<UserId, Timestamp, FxBuildHasher>,
     waiting: AtomicU64,
 }
 
