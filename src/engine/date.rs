@@ -20,7 +20,7 @@
 
 use super::clock::Clock;
 use super::ids;
-use super::journal::{Batch, Gated, Journal};
+use super::journal::{Batch, Gated, Journal, Release};
 use super::mailbox::{self, BATCH_LEN_MAX};
 use super::queue::{NotedHold, QueueHandle};
 use super::views::{DateView, ReservationIndex};
@@ -299,7 +299,7 @@ impl DateActor {
     /// mailbox only lets the entry end with its window instead, until a restart.
     fn note_when_durable(&self, held: Vec<NotedHold>, batch: &mut Batch) {
         let room = self.deps.room.clone();
-        let note: super::journal::Release = Box::new(move |committed| {
+        let note: Release = Box::new(move |committed| {
             if committed.is_err() {
                 return;
             }

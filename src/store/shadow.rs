@@ -267,9 +267,15 @@ mod tests {
     use crate::domain::{ChargeId, UserId, Won};
     use chrono::Duration as Span;
 
-    /// The snapshots the rule takes while a state grows by `grows` bytes an event, each
-    /// event `logged` bytes of log: the sequence numbers they are taken at.
-    fn snapshots_taken(events: u64, every_events: u64, logged: u64, grows: u64) -> Vec<u64> {
+    /// The snapshots the rule takes over `events` events of `logged` bytes of log each,
+    /// the state being `state(seq)` bytes after event `seq`: the sequence numbers they
+    /// are taken at.
+    fn snapshots_taken(
+        events: u64,
+        every_events: u64,
+        logged: u64,
+        state: impl Fn(u64) -> u64,
+    ) -> Vec<u64> {
         let (mut taken, mut tried_seq, mut tried_logged, mut snapshot_bytes) = (vec![], 0, 0, 0);
         for seq in 1..=events {
             if due_by_events(
@@ -279,7 +285,7 @@ mod tests {
                 snapshot_bytes,
             ) {
                 taken.push(seq);
-                (tried_seq, tried_logged, snapshot_bytes) = (seq, seq * logged, seq * grows);
+                (tried_seq, tried_logged, snapshot_bytes) = (seq, seq * logged, state(seq));
             }
         }
         taken
@@ -288,21 +294,7 @@ mod tests {
     #[test]
     fn a_state_that_stays_small_is_snapshotted_every_so_many_events() {
         // A room where people come and go: the state stays at a few kB.
-        let mut small = 0u64;
-        let mut taken = vec![];
-        let (mut tried_seq, mut snapshot_bytes) = (0, 0);
-        for seq in 1..=1_000u64 {
-            small = (small + 37) % 4_000;
-            if due_by_events(
-                seq - tried_seq,
-                100,
-                (seq - tried_seq) * 100,
-                snapshot_bytes,
-            ) {
-                taken.push(seq);
-                (tried_seq, snapshot_bytes) = (seq, small);
-            }
-        }
+        let taken = snapshots_taken(1_000, 100, 100, |seq| (seq * 37) % 4_000);
         assert_eq!(taken, (1..=10).map(|n| n * 100).collect::<Vec<_>>());
     }
 
@@ -310,7 +302,7 @@ mod tests {
     fn a_growing_state_is_snapshotted_less_often_as_it_grows() {
         // A sale: each hold logs about 120 bytes and adds about as much to the state.
         let (events, every, bytes) = (10_000_000, 100_000, 120);
-        let taken = snapshots_taken(events, every, bytes, bytes);
+        let taken = snapshots_taken(events, every, bytes, |seq| seq * bytes);
         assert_eq!(
             taken,
             [
