@@ -87,6 +87,10 @@ pub enum Record {
         /// Bytes the record takes, header included.
         len: usize,
     },
+    /// Zeros where a record header would be: the records written so far end here
+    /// (the writer keeps zeros written past them; see [`super::file_log`]). No record
+    /// starts with zeros: its length and sequence number are never 0.
+    End,
     /// The bytes end before the record does.
     Truncated,
     /// The record is whole but wrong (checksum, length or payload).
@@ -95,6 +99,9 @@ pub enum Record {
 
 /// Reads the record at the start of `bytes` (which must not be empty).
 pub fn decode_record(bytes: &[u8]) -> Record {
+    if is_end(bytes) {
+        return Record::End;
+    }
     if bytes.len() < RECORD_HEADER_LEN {
         return Record::Truncated;
     }
@@ -121,6 +128,14 @@ pub fn decode_record(bytes: &[u8]) -> Record {
         Ok(_) => Record::Damaged("payload has trailing bytes".into()),
         Err(e) => Record::Damaged(format!("payload does not decode: {e}")),
     }
+}
+
+/// Whether `bytes` start with what [`Record::End`] is: a record header's worth of
+/// zeros, or zeros up to their end if fewer.
+pub fn is_end(bytes: &[u8]) -> bool {
+    bytes[..bytes.len().min(RECORD_HEADER_LEN)]
+        .iter()
+        .all(|&b| b == 0)
 }
 
 /// Encodes a snapshot of `value` taken after sequence number `seq`.

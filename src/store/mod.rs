@@ -37,6 +37,13 @@
 //! `write` and one `fdatasync` (group commit) and only then releases the replies of the
 //! batches in it; a new segment starts when the current one passes 64 MiB.
 //!
+//! The segment being written may run on past its records with zeros: the writer
+//! writes them ahead (1 MiB at a time, with `--fsync always`) so that an append's
+//! `fdatasync` does not also have to record a longer file ([`file_log`]). Sixteen zero
+//! bytes where a record header would start end the records (no record header is
+//! zero: its length and sequence number never are). The writer cuts the zeros off
+//! when it leaves a segment, so only a crash leaves them, and recovery cuts them off.
+//!
 //! # Snapshot format (version 2)
 //!
 //! The magic `BOXSNAP1` (8 bytes), the version `u32` LE (2), 4 zero bytes, the sequence
@@ -52,8 +59,9 @@
 //! The newest snapshot that reads back whole (magic, version, length, checksum, decode)
 //! is the base; a damaged newer one is skipped with a warning. Then every record after
 //! the base's sequence number is replayed through the same `replay` code the live path
-//! uses. A record cut short or failing its checksum at the very end of the newest
-//! segment is a torn write: the segment is truncated there, with a warning. A damaged
+//! uses. A record cut short or failing its checksum at the end of the newest segment
+//! (nothing but zeros after it) is a torn write: the segment is truncated there, with
+//! a warning; zeros after the last whole record are cut off without one. A damaged
 //! record followed by any valid one, a gap in the sequence numbers, or a log that no
 //! longer reaches back to the base: recovery refuses to start and names the file and
 //! byte offset.

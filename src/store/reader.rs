@@ -73,8 +73,8 @@ pub fn read(dir: &Path, from: u64, up_to: u64, max: usize) -> Result<Vec<(u64, E
             if next > up_to || out.len() >= max {
                 return Ok(out);
             }
-            if reader.read_exact(&mut header).is_err() {
-                break; // The end of this segment (or a record still being written).
+            if reader.read_exact(&mut header).is_err() || format::is_end(&header) {
+                break; // The end of this segment's records (or one still being written).
             }
             let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
             let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));

@@ -125,6 +125,9 @@ fn replay_segment(
     });
     let (offset, why) = match end {
         SegmentEnd::Whole => return Ok(()),
+        // The writer stopped without cutting them off (a crash): cut them now, so that
+        // a segment the writer has left holds its records alone.
+        SegmentEnd::Zeros { offset } => return truncate(path, offset as u64),
         SegmentEnd::OutOfSequence {
             offset,
             seq,
@@ -168,6 +171,8 @@ const DECODED_CHUNKS_AHEAD: usize = 4;
 enum SegmentEnd {
     /// At the end of the segment.
     Whole,
+    /// At zeros that run to the end of the segment.
+    Zeros { offset: usize },
     /// At a valid record with the wrong sequence number.
     OutOfSequence {
         offset: usize,
@@ -217,6 +222,11 @@ fn decode_records(
                 offset += len;
                 continue;
             }
+            // Zeros to the end: where the writer had zeroed ahead of its records.
+            Record::End if bytes[offset..].iter().all(|&b| b == 0) => {
+                break SegmentEnd::Zeros { offset };
+            }
+            Record::End => "zeros where a record should start".to_owned(),
             Record::Truncated => "record cut short".to_owned(),
             Record::Damaged(why) => why,
         };
