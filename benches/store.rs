@@ -11,8 +11,8 @@
 //!   submitter and one event per batch every event waits for its own fdatasync, so
 //!   events/s = 1 / fsync time: about 6,700/s if an fsync costs ~0.15 ms. With 32
 //!   submitters the writer groups up to 32 waiting batches into one write and one fsync
-//!   (events per write up to 32 × batch; the writer's appends are counted from its
-//!   thread's `/proc` I/O counters), so events/s should grow with the batch until the
+//!   (events per write up to 32 × batch; the writer's appends are counted by the
+//!   store's `boxoffice_commit_batch_events`), so events/s should grow with the batch until the
 //!   CPU bounds it: encoding a ~70-byte record (bincode + CRC-32) and the replica
 //!   applying it cost about a microsecond each, so batches of 100–1000 should reach
 //!   hundreds of thousands to about a million durable events/s, and `--fsync never`
@@ -64,11 +64,14 @@ use boxoffice::engine::Engine;
 use boxoffice::engine::clock::SystemClock;
 use boxoffice::engine::journal::Journal;
 use boxoffice::store::format::{self, Record};
-use boxoffice::store::{self, FsyncPolicy, StoreOptions, file_log, recovery, snapshot};
+use boxoffice::store::{
+    self, FsyncPolicy, StoreMetrics, StoreOptions, file_log, recovery, snapshot,
+};
 use cpu::cpu_time;
 use hdrhistogram::Histogram;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -231,15 +234,15 @@ fn charge(user: UserId, balance_after: u64, id: u128, at: Timestamp) -> Event {
 struct LogRun {
     events_per_sec: f64,
     commits_per_sec: f64,
-    writes_per_sec: Option<f64>,
+    writes_per_sec: f64,
     latency: Histogram<u64>,
 }
 
 async fn bench_log() {
     println!("\n(a) log writer alone: 1-won charges through Journal::commit, {LOG_WINDOW:?} a run");
-    let (small, large) = fsync_probe();
+    let (small, over_zeros, large) = fsync_probe();
     println!(
-        "    this disk: append 100 bytes + fdatasync {small:.3} ms; 1 MB at a time {large:.0} MB/s"
+        "    this disk: append 100 bytes + fdatasync {small:.3} ms, over zeros {over_zeros:.3} ms; 1 MB at a time {large:.0} MB/s"
     );
     println!("    writes: the writer's appends, each followed by one fdatasync under `always`");
     println!(
@@ -269,8 +272,8 @@ async fn bench_log() {
                 batch_len,
                 run.events_per_sec,
                 run.commits_per_sec,
-                writes.map_or("?".into(), |w| format!("{w:.0}")),
-                writes.map_or("?".into(), |w| format!("{:.1}", run.events_per_sec / w)),
+                format!("{writes:.0}"),
+                format!("{:.1}", run.events_per_sec / writes),
                 run.latency.value_at_quantile(0.5) as f64 / 1e3,
                 run.latency.value_at_quantile(0.99) as f64 / 1e3,
             );
@@ -278,9 +281,11 @@ async fn bench_log() {
     }
 }
 
-/// What fdatasync costs on this disk: milliseconds per appended 100 bytes, and MB/s
+/// What fdatasync costs on this disk: milliseconds per appended 100 bytes (growing
+/// the file, and written over zeros as the file log writes, not growing it), and MB/s
 /// when appending 1 MB at a time.
-fn fsync_probe() -> (f64, f64) {
+fn fsync_probe() -> (f64, f64, f64) {
+    const ROUNDS: u32 = 500;
     let dir = data_dir();
     let mut file = std::fs::File::create(dir.path().join("probe")).expect("a file");
     let mut append = |bytes: &[u8], rounds: u32| {
@@ -291,25 +296,40 @@ fn fsync_probe() -> (f64, f64) {
         }
         started.elapsed().as_secs_f64() / f64::from(rounds)
     };
-    let small = append(&[7u8; 100], 500);
+    let small = append(&[7u8; 100], ROUNDS);
     let large = append(&vec![7u8; 1 << 20], 16);
-    (small * 1e3, (1 << 20) as f64 / large / 1e6)
+    let zeroed = std::fs::File::create(dir.path().join("zeroed")).expect("a file");
+    zeroed
+        .write_all_at(&vec![0u8; 100 * ROUNDS as usize], 0)
+        .and_then(|()| zeroed.sync_all())
+        .expect("zeroed");
+    let started = Instant::now();
+    for round in 0..u64::from(ROUNDS) {
+        zeroed
+            .write_all_at(&[7u8; 100], round * 100)
+            .expect("written");
+        zeroed.sync_data().expect("synced");
+    }
+    let over_zeros = started.elapsed().as_secs_f64() / f64::from(ROUNDS);
+    (
+        small * 1e3,
+        over_zeros * 1e3,
+        (1 << 20) as f64 / large / 1e6,
+    )
 }
 
 async fn log_run(fsync: FsyncPolicy, submitters: u64, batch_len: u64) -> LogRun {
     let dir = data_dir();
     let rules = Config::default().rules();
-    let writers_before = threads_named("log-writer");
+    let metrics = Arc::new(StoreMetrics::default());
     let opened = store::open(
         &options(dir.path(), fsync),
         &rules,
-        Arc::default(),
+        metrics.clone(),
         Vec::new(),
     )
     .expect("the store opens");
-    let writer = new_thread_named("log-writer", &writers_before).await;
     let journal = Journal::durable(opened.log, opened.snapshots);
-    let writes_before = writer.as_deref().and_then(write_counts);
     let started = Instant::now();
     let deadline = started + LOG_WINDOW;
     let tasks: Vec<_> = (0..submitters)
@@ -323,11 +343,7 @@ async fn log_run(fsync: FsyncPolicy, submitters: u64, batch_len: u64) -> LogRun 
         latency.add(task_latency).expect("same bounds");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let writes = writer
-        .as_deref()
-        .and_then(write_counts)
-        .zip(writes_before)
-        .map(|(after, before)| log_writes(dir.path(), before, after) as f64 / elapsed);
+    let writes = appends(&metrics) as f64 / elapsed;
     journal.stop().await;
     LogRun {
         events_per_sec: (commits * batch_len) as f64 / elapsed,
@@ -377,57 +393,17 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-/// This process's threads with this name (`/proc/self/task/*/comm`).
-fn threads_named(name: &str) -> Vec<PathBuf> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| Some(t.ok()?.path()))
-        .filter(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == name))
-        .collect()
-}
-
-/// The thread with this name that is not one of `before`, once it has taken its name
-/// (a new thread names itself after it starts).
-async fn new_thread_named(name: &str, before: &[PathBuf]) -> Option<PathBuf> {
-    for _ in 0..100 {
-        let found = threads_named(name)
-            .into_iter()
-            .find(|t| !before.contains(t));
-        if found.is_some() {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
-}
-
-/// A thread's write system calls and the bytes they wrote (`/proc/.../io`).
-fn write_counts(thread: &Path) -> Option<(u64, u64)> {
-    let io = std::fs::read_to_string(thread.join("io")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        io.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|n| n.trim().parse().ok())
-    };
-    Some((field("syscw:")?, field("wchar:")?))
-}
-
-/// The log writer's appends between two readings of its write counts. Besides its
-/// appends it writes 8 bytes to tokio's eventfd whenever a reply wakes a parked worker,
-/// so the appends are told apart by their bytes: everything in the segments but the
-/// first header (written before the thread started) is theirs.
-fn log_writes(dir: &Path, (calls_before, bytes_before): (u64, u64), after: (u64, u64)) -> u64 {
-    let (calls, bytes) = (after.0 - calls_before, after.1 - bytes_before);
-    let logged: u64 = snapshot::numbered_files(dir, ".log")
-        .expect("the data directory lists")
-        .iter()
-        .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
-        .sum();
-    let appended = logged - format::SEGMENT_HEADER_LEN as u64;
-    let wakeups = bytes.saturating_sub(appended) / 8;
-    calls.saturating_sub(wakeups)
+/// The log writer's appends so far: how many batches `boxoffice_commit_batch_events`
+/// counted.
+fn appends(metrics: &StoreMetrics) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("the metrics encode");
+    text.lines()
+        .find_map(|l| l.strip_prefix("boxoffice_commit_batch_events_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the count of commits")
 }
 
 // ---------------------------------------------------------------------------------
