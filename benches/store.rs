@@ -288,32 +288,38 @@ fn fsync_probe() -> (f64, f64, f64) {
     const ROUNDS: u32 = 500;
     let dir = data_dir();
     let mut file = std::fs::File::create(dir.path().join("probe")).expect("a file");
-    let mut append = |bytes: &[u8], rounds: u32| {
-        let started = Instant::now();
-        for _ in 0..rounds {
-            file.write_all(bytes).expect("written");
-            file.sync_data().expect("synced");
-        }
-        started.elapsed().as_secs_f64() / f64::from(rounds)
-    };
-    let small = append(&[7u8; 100], ROUNDS);
-    let large = append(&vec![7u8; 1 << 20], 16);
     let zeroed = std::fs::File::create(dir.path().join("zeroed")).expect("a file");
     zeroed
         .write_all_at(&vec![0u8; 100 * ROUNDS as usize], 0)
         .and_then(|()| zeroed.sync_all())
         .expect("zeroed");
-    let started = Instant::now();
+    let mut small = Duration::ZERO;
+    let mut over_zeros = Duration::ZERO;
+    // Alternating, so that both see the disk alike.
     for round in 0..u64::from(ROUNDS) {
+        let started = Instant::now();
+        file.write_all(&[7u8; 100])
+            .and_then(|()| file.sync_data())
+            .expect("appended");
+        small += started.elapsed();
+        let started = Instant::now();
         zeroed
             .write_all_at(&[7u8; 100], round * 100)
-            .expect("written");
-        zeroed.sync_data().expect("synced");
+            .and_then(|()| zeroed.sync_data())
+            .expect("written over zeros");
+        over_zeros += started.elapsed();
     }
-    let over_zeros = started.elapsed().as_secs_f64() / f64::from(ROUNDS);
+    let started = Instant::now();
+    for _ in 0..16 {
+        file.write_all(&[7u8; 1 << 20])
+            .and_then(|()| file.sync_data())
+            .expect("appended");
+    }
+    let large = started.elapsed().as_secs_f64() / 16.0;
+    let millis = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(ROUNDS);
     (
-        small * 1e3,
-        over_zeros * 1e3,
+        millis(small),
+        millis(over_zeros),
         (1 << 20) as f64 / large / 1e6,
     )
 }

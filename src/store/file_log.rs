@@ -4,15 +4,17 @@
 //! [`SEGMENT_LEN_MAX`]. The segment and record formats are described in the module
 //! docs of [`crate::store`].
 //!
-//! With `--fsync always` the open segment is kept [`ZEROED_AHEAD`] bytes of zeros
+//! With `--fsync always` the open segment is kept up to [`ZEROED_AHEAD`] bytes of zeros
 //! longer than its records, as PostgreSQL zero-fills its WAL files: the records are
 //! written over those zeros, so an append does not grow the file and its `fdatasync`
-//! has only the data to write, not the file's new size too (on ext4 a sync after the
-//! file grew also commits the filesystem's journal; on this project's machine the
-//! sync took 40% less time this way). Zeros where a record header would be are the
-//! end of the records ([`format::Record::End`]). A segment is cut back to its records
-//! when the writer leaves it (for a new segment, or at a stop), and recovery cuts the
-//! zeros off a segment a crash left them in.
+//! has only the data to write, not the file's new length too (on ext4 a sync after
+//! the file grew also commits the filesystem's journal). On this project's machine a
+//! sync of 100 bytes took 0.13–0.18 ms this way against 0.19–0.25 ms appended, and one
+//! writer alone committed 6,800–6,900 times a second instead of 4,800–4,900. Zeros
+//! where a record header would be are the end of the records
+//! ([`format::Record::End`]). A segment is cut back to its records when the writer
+//! leaves it (for a new segment, or at a stop), and recovery cuts the zeros off a
+//! segment a crash left them in.
 
 use super::format;
 use super::log::{Append, Log};
@@ -28,7 +30,11 @@ use std::time::Instant;
 pub const SEGMENT_LEN_MAX: u64 = 64 * 1024 * 1024;
 
 /// Zeros kept written past the open segment's records.
-pub const ZEROED_AHEAD: u64 = 1024 * 1024;
+pub const ZEROED_AHEAD: u64 = 256 * 1024;
+/// Longest append followed by zeros once it grew the file. Every byte of the log is
+/// written twice this way (first as a zero); for a short append that is much less than
+/// the sync saves, for a long one (a large batch, hundreds of kB) it is more.
+pub const ZEROED_APPEND_MAX: u64 = 64 * 1024;
 
 /// The file name of the segment whose first record is `seq`.
 pub fn file_name(seq: u64) -> String {
@@ -104,19 +110,19 @@ impl FileLog {
         Ok(())
     }
 
-    /// Writes zeros past the records so that the next `len` bytes of records and
-    /// [`ZEROED_AHEAD`] more lie within the file (when syncing: without a sync they
-    /// gain nothing).
+    /// After an append of `len` bytes that grew the file, writes [`ZEROED_AHEAD`] bytes
+    /// of zeros past it, for the appends that follow (when syncing: without a sync
+    /// they gain nothing; and only after a short append: see [`ZEROED_APPEND_MAX`]).
     fn zero_ahead(&mut self, len: u64) -> Result<(), StoreError> {
         let end = self.segment_len + len;
-        if self.fsync == FsyncPolicy::Never || end <= self.zeroed_to {
+        if self.fsync == FsyncPolicy::Never || end <= self.zeroed_to || len > ZEROED_APPEND_MAX {
             return Ok(());
         }
-        let zeros = vec![0u8; (end + ZEROED_AHEAD - self.zeroed_to) as usize];
+        let zeros = vec![0u8; ZEROED_AHEAD as usize];
         self.segment
-            .write_all_at(&zeros, self.zeroed_to)
+            .write_all_at(&zeros, end)
             .map_err(StoreError::io(&self.segment_path))?;
-        self.zeroed_to += zeros.len() as u64;
+        self.zeroed_to = end + ZEROED_AHEAD;
         Ok(())
     }
 }
@@ -134,10 +140,10 @@ impl Log for FileLog {
         for (seq, event) in (first_seq..).zip(events) {
             format::encode_record(&mut self.buffer, seq, event);
         }
-        self.zero_ahead(self.buffer.len() as u64)?;
         self.segment
             .write_all_at(&self.buffer, self.segment_len)
             .map_err(StoreError::io(&self.segment_path))?;
+        self.zero_ahead(self.buffer.len() as u64)?;
         if self.fsync == FsyncPolicy::Always {
             let started = Instant::now();
             self.segment
@@ -229,11 +235,18 @@ mod tests {
             read.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
             [1, 2, 3, 4, 5]
         );
-        // More records than the zeros ahead: zeros again past them.
+        // More records than the zeros ahead, in a long append: it grows the file,
+        // with no zeros after it; the next short append is followed by zeros again.
         let many = ZEROED_AHEAD / records_len(6, 1) + 1;
+        assert!(records_len(6, many) > ZEROED_APPEND_MAX);
         append(&mut log, 6, many);
         let records = records + records_len(6, many);
+        assert_eq!(segments(dir.path()), [(1, records)]);
+        append(&mut log, 6 + many, 1);
+        let records = records + records_len(6 + many, 1);
         assert_eq!(segments(dir.path()), [(1, records + ZEROED_AHEAD)]);
+        let read = reader::read(dir.path(), 1, 6 + many, u64::MAX as usize).unwrap();
+        assert_eq!(read.len() as u64, 6 + many);
         log.close();
         assert_eq!(segments(dir.path()), [(1, records)], "cut back at the stop");
         // Without syncs no zeros are written.

@@ -37,12 +37,13 @@
 //! `write` and one `fdatasync` (group commit) and only then releases the replies of the
 //! batches in it; a new segment starts when the current one passes 64 MiB.
 //!
-//! The segment being written may run on past its records with zeros: the writer
-//! writes them ahead (1 MiB at a time, with `--fsync always`) so that an append's
-//! `fdatasync` does not also have to record a longer file ([`file_log`]). Sixteen zero
-//! bytes where a record header would start end the records (no record header is
-//! zero: its length and sequence number never are). The writer cuts the zeros off
-//! when it leaves a segment, so only a crash leaves them, and recovery cuts them off.
+//! The segment being written may run on past its records with zeros: with `--fsync
+//! always` the writer writes 256 kB of them after a short append that grew the file,
+//! so that the appends after it do not grow it and their `fdatasync` has no new file
+//! length to record ([`file_log`]). Sixteen zero bytes where a record header would
+//! start end the records (no record header is zero: its length and sequence number
+//! never are). The writer cuts the zeros off when it leaves a segment, so only a crash
+//! leaves them, and recovery cuts them off.
 //!
 //! # Snapshot format (version 2)
 //!
