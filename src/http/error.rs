@@ -157,7 +157,10 @@ impl From<Error> for ApiError {
                 "this node does not lead the log now; try again shortly",
             ),
             Error::Unavailable => {
-                tracing::error!("an engine component is unavailable");
+                tracing::error!(
+                    request_id = super::observe::current_request_id().as_deref(),
+                    "an engine component is unavailable"
+                );
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "UNAVAILABLE",
