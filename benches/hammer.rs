@@ -25,14 +25,15 @@
 //! is a token check, two view reads and a 409: no actor round trip, no disk), the
 //! durable flash sale at ≥ 0.6× (every hold waits for one group-committed fsync, shared
 //! by the batch), and p99 ≤ 10 ms at 64 connections. Where it stands (December 2026):
-//! one seat about 0.53×, the sale about 0.25× (about the same with `--fsync never`: it
-//! is bound by CPU, not the disk), p99 5–8 ms. The server CPU column says why: the
-//! empty handler costs about 6 µs a request, a 409 about 13 (the request's span,
-//! metrics, the token check, JSON in and out) and a durable hold about 31 (of which
-//! the engine itself, measured in process by `cargo bench --bench store -- hold`,
-//! about 4; the rest is the wake-ups between connection tasks, the date actor and
-//! the log writer, with small batches at 64 connections, and the log writer's
-//! `fdatasync` in the kernel).
+//! one seat about 0.6×, the sale about 0.27× (10–20% more with `--fsync never`: it is
+//! bound by CPU, not the disk), p99 about 5 ms. The server CPU column says why: the
+//! empty handler costs about 6 µs a request, a 409 about 12 (metrics, the token check,
+//! JSON in and out, and the kernel's part of sending a larger answer) and a durable
+//! hold about 30 (of which the engine itself, measured in process by `cargo bench
+//! --bench store -- hold`, about 4; the rest is the wake-ups between connection tasks,
+//! the date actor and the log writer, with small batches at 64 connections, the log
+//! writer's `fdatasync` in the kernel, and sending each answer to a client that sleeps
+//! while it waits, about 7 µs in a profile).
 
 #[path = "common/cpu.rs"]
 mod cpu;
