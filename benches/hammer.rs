@@ -91,7 +91,7 @@ struct Args {
     /// The running server's JWT secret (with --url).
     #[arg(long, default_value = "hammer-secret")]
     jwt_secret: String,
-    /// Also measure what observing requests costs (request ids, spans, HTTP metrics):
+    /// Also measure what observing requests costs (request ids, HTTP metrics, request spans under debug logging):
     /// the one-seat hammer against a second in-process server started with
     /// `--unobserved`, alternating, in the same run.
     #[arg(long)]
