@@ -215,18 +215,7 @@ async fn a_request_id_is_echoed_or_made_and_a_5xx_names_it() {
     let made = health(None).await.unwrap();
     assert_ne!(made.headers()["x-request-id"], first.as_str());
     assert!(!first.is_empty());
-    // A 5xx: the write path has stopped.
-    server.engine.journal().stop().await;
-    let answer = server
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/wallet/charges",
-            Some(&server.token(1)),
-            Some(common::RawBody::Json(serde_json::json!({"amount": 5}))),
-            &[("x-request-id", "trace-me-7")],
-        )
-        .await;
-    answer.assert_problem(503, "UNAVAILABLE");
+    let answer = charge_unavailable(&server, "trace-me-7").await;
     assert_eq!(answer.body["requestId"], "trace-me-7");
     assert_eq!(answer.headers["x-request-id"], "trace-me-7");
     server.stop().await;
@@ -271,8 +260,8 @@ impl Logs {
     }
 }
 
-/// A charge once the write path has stopped: a 503 whose error is logged.
-async fn charge_unavailable(server: &Server, request_id: &str) {
+/// A 5xx: a charge once the write path has stopped (503, its error logged).
+async fn charge_unavailable(server: &Server, request_id: &str) -> common::Answer {
     server.engine.journal().stop().await;
     let answer = server
         .send(
@@ -284,6 +273,7 @@ async fn charge_unavailable(server: &Server, request_id: &str) {
         )
         .await;
     answer.assert_problem(503, "UNAVAILABLE");
+    answer
 }
 
 #[tokio::test]
