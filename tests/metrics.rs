@@ -276,8 +276,16 @@ async fn charge_unavailable(server: &Server, request_id: &str) -> common::Answer
     answer
 }
 
+/// One test, the levels one after the other: tracing decides once per log statement
+/// whether any subscriber wants it, so two tests capturing at different levels at once
+/// could each see the other's decision.
 #[tokio::test]
-async fn the_warnings_and_errors_of_a_request_name_its_id() {
+async fn the_log_lines_of_a_request_name_its_id() {
+    warnings_and_errors_name_it_at_info().await;
+    every_line_names_it_in_its_span_at_debug().await;
+}
+
+async fn warnings_and_errors_name_it_at_info() {
     let (logs, _guard) = Logs::capture("info");
     let mut server = Server::start_with(|c| c.slow_request_ms = 0).await;
     let slow = server
@@ -309,8 +317,7 @@ async fn the_warnings_and_errors_of_a_request_name_its_id() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn with_debug_logging_every_line_of_a_request_names_it_in_its_span() {
+async fn every_line_names_it_in_its_span_at_debug() {
     let (logs, _guard) = Logs::capture("info,boxoffice::http=debug");
     let mut server = Server::start().await;
     charge_unavailable(&server, "trace-me-9").await;
