@@ -1,15 +1,13 @@
 //! `/metrics` after a known sequence of actions over HTTP, read with a real Prometheus
 //! text parser: every counter equals the actions taken, histograms count what they
 //! timed, and the exposition is valid (HELP and TYPE once per family, no series twice).
-//! Also: request ids are echoed, made when missing, and named by 5xx problems and by
-//! the log lines a request causes.
+//! Also: request ids are echoed, made when missing, and named by 5xx problems.
 
 mod common;
 
 use common::Server;
 use prometheus_parse::{Sample, Scrape, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Everything the test sent, by answer status.
@@ -215,120 +213,8 @@ async fn a_request_id_is_echoed_or_made_and_a_5xx_names_it() {
     let made = health(None).await.unwrap();
     assert_ne!(made.headers()["x-request-id"], first.as_str());
     assert!(!first.is_empty());
-    let answer = charge_unavailable(&server, "trace-me-7").await;
+    let answer = server.charge_unavailable("trace-me-7").await;
     assert_eq!(answer.body["requestId"], "trace-me-7");
     assert_eq!(answer.headers["x-request-id"], "trace-me-7");
-    server.stop().await;
-}
-
-/// Log lines written to memory, for a test to read.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    /// Logs at `filter` (`RUST_LOG`'s syntax) for this thread, which runs the test's
-    /// server, until the guard is dropped.
-    fn capture(filter: &str) -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    /// The line that says `message`.
-    fn line(&self, message: &str) -> String {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .find(|l| l.contains(message))
-            .unwrap_or_else(|| panic!("no line says {message:?} in:\n{text}"))
-            .to_owned()
-    }
-}
-
-/// A 5xx: a charge once the write path has stopped (503, its error logged).
-async fn charge_unavailable(server: &Server, request_id: &str) -> common::Answer {
-    server.engine.journal().stop().await;
-    let answer = server
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/wallet/charges",
-            Some(&server.token(1)),
-            Some(common::RawBody::Json(serde_json::json!({"amount": 5}))),
-            &[("x-request-id", request_id)],
-        )
-        .await;
-    answer.assert_problem(503, "UNAVAILABLE");
-    answer
-}
-
-/// One test, the levels one after the other: tracing decides once per log statement
-/// whether any subscriber wants it, so two tests capturing at different levels at once
-/// could each see the other's decision.
-#[tokio::test]
-async fn the_log_lines_of_a_request_name_its_id() {
-    warnings_and_errors_name_it_at_info().await;
-    every_line_names_it_in_its_span_at_debug().await;
-}
-
-async fn warnings_and_errors_name_it_at_info() {
-    let (logs, _guard) = Logs::capture("info");
-    let mut server = Server::start_with(|c| c.slow_request_ms = 0).await;
-    let slow = server
-        .http
-        .get(format!("{}/api/v1/concerts", server.base))
-        .header("x-request-id", "slow-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(slow.status(), 200);
-    let line = logs.line("slow request");
-    for part in [
-        "WARN",
-        "request_id=\"slow-1\"",
-        "method=GET",
-        "route=/api/v1/concerts",
-        "status=200",
-    ] {
-        assert!(line.contains(part), "{part} in {line}");
-    }
-    charge_unavailable(&server, "trace-me-8").await;
-    let line = logs.line("an engine component is unavailable");
-    assert!(
-        line.contains("ERROR") && line.contains("trace-me-8"),
-        "{line}"
-    );
-    // At this level no request span is made (it costs every request).
-    assert!(!line.contains("request{"), "{line}");
-    server.stop().await;
-}
-
-async fn every_line_names_it_in_its_span_at_debug() {
-    let (logs, _guard) = Logs::capture("info,boxoffice::http=debug");
-    let mut server = Server::start().await;
-    charge_unavailable(&server, "trace-me-9").await;
-    let line = logs.line("an engine component is unavailable");
-    for part in [
-        "request{",
-        "id=\"trace-me-9\"",
-        "method=POST",
-        "route=/api/v1/wallet/charges",
-    ] {
-        assert!(line.contains(part), "{part} in {line}");
-    }
     server.stop().await;
 }

@@ -351,6 +351,23 @@ impl Server {
         );
     }
 
+    /// A 5xx: stops the write path, then user 1 charges 5 won, sending `request_id`
+    /// (503 `UNAVAILABLE`, its error logged).
+    pub async fn charge_unavailable(&self, request_id: &str) -> Answer {
+        self.engine.journal().stop().await;
+        let answer = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/wallet/charges",
+                Some(&self.token(1)),
+                Some(RawBody::Json(json!({"amount": 5}))),
+                &[("x-request-id", request_id)],
+            )
+            .await;
+        answer.assert_problem(503, "UNAVAILABLE");
+        answer
+    }
+
     /// Holds seats.
     pub async fn hold(&self, user: u64, date: u64, seats: &[u64]) -> Answer {
         self.post(
