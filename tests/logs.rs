@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 /// log statement whether any subscriber wants it, and with a subscriber per test
 /// thread that decision may be taken for one and kept for another.
 struct Logs {
-    lines: Arc<Mutex<Vec<u8>>>,
+    lines: Lines,
     filter: tracing_subscriber::reload::Handle<
         tracing_subscriber::EnvFilter,
         tracing_subscriber::Registry,
@@ -43,8 +43,8 @@ impl Logs {
         use tracing_subscriber::layer::SubscriberExt;
         static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
         let logs = LOGS.get_or_init(|| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let writer = Lines(lines.clone());
+            let lines = Lines(Arc::default());
+            let writer = lines.clone();
             let (filter, handle) =
                 tracing_subscriber::reload::Layer::new(tracing_subscriber::EnvFilter::new("off"));
             let subscriber = tracing_subscriber::registry().with(filter).with(
@@ -66,7 +66,7 @@ impl Logs {
 
     /// The line that says `message` for the request `request_id`.
     fn line(&self, message: &str, request_id: &str) -> String {
-        let text = String::from_utf8(self.lines.lock().unwrap().clone()).unwrap();
+        let text = String::from_utf8(self.lines.0.lock().unwrap().clone()).unwrap();
         text.lines()
             .find(|l| l.contains(message) && l.contains(request_id))
             .unwrap_or_else(|| panic!("no line says {message:?} of {request_id} in:\n{text}"))
